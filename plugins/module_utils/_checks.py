@@ -1,0 +1,389 @@
+# -*- coding: utf-8 -*-
+# Copyright: divert.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Cross-field rules of a fleet spec, one function per diagnostic code. Private to the divert.fleet collection.
+
+Each function takes the loaded Document and the resolved Fleet and yields
+diagnostics. Each names the FreeBSD fact it enforces (freebsd-facts.md); the
+load-balancing ones ask `_lb`, the single source of that model.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import difflib
+import ipaddress
+import json
+
+from ansible_collections.divert.fleet.plugins.module_utils import _lb
+from ansible_collections.divert.fleet.plugins.module_utils._model import _is_int, _consumer_refs, _list, _dict
+
+OPNSENSE_RESERVED = {8000: "Suricata's IPS divert mode", 8668: "natd"}
+OPNSENSE_RESERVED_RANGE = (8100, 8355)  # OPNsense's application-matching daemon, up to 256 rules
+IPFW_MAX_RULE = 65534  # 65535 is ipfw's fixed default rule
+IPFW_RESERVED_SET = 31  # `ipfw flush` spares set 31: it holds rules that must survive a flush
+PORT_PROTOCOLS = ("tcp", "udp")
+
+
+def _names(names):
+    return ", ".join(json.dumps(n) for n in sorted(names)) or "none"
+
+
+def _suggest(name, candidates):
+    close = difflib.get_close_matches(str(name), list(candidates), n=1)
+    return " (did you mean %s?)" % json.dumps(close[0]) if close else ""
+
+
+def _rule_ports_path(rule):
+    return rule.path + (("port",) if _is_int(rule.port) else ("consumer",))
+
+
+# --- errors -----------------------------------------------------------------
+
+def unknown_profile(doc, fleet):
+    for host in fleet.hosts.values():
+        if host.profile is not None and host.profile not in fleet.profiles:
+            yield doc.diagnostic(
+                "unknown-profile", host.path + ("profile",),
+                "host %s takes profile %s, which is not defined; defined profiles: %s%s" % (
+                    json.dumps(host.name), json.dumps(host.profile), _names(fleet.profiles),
+                    _suggest(host.profile, fleet.profiles)))
+
+
+def unknown_consumer(doc, fleet):
+    data = _dict(doc.data)
+    layers = [(_dict(p), ("profiles", n)) for n, p in _dict(data.get("profiles")).items()]
+    layers += [(_dict(h), ("hosts", n)) for n, h in _dict(data.get("hosts")).items()]
+    for fields, base in layers:
+        for name, _override, path in _consumer_refs(fields.get("consumers"), base + ("consumers",)):
+            if name not in fleet.consumers:
+                yield doc.diagnostic(
+                    "unknown-consumer", path,
+                    "consumer %s is not defined; defined consumers: %s%s" % (
+                        json.dumps(name), _names(fleet.consumers), _suggest(name, fleet.consumers)))
+        for index, rule in enumerate(_list(fields.get("rules"))):
+            name = _dict(rule).get("consumer")
+            if isinstance(name, str) and name not in fleet.consumers:
+                yield doc.diagnostic(
+                    "unknown-consumer", base + ("rules", index, "consumer"),
+                    "rule %s diverts to consumer %s, which is not defined; defined consumers: %s%s" % (
+                        json.dumps(_dict(rule).get("name")), json.dumps(name), _names(fleet.consumers),
+                        _suggest(name, fleet.consumers)))
+
+
+def duplicate_rule(doc, fleet):
+    for host in fleet.hosts.values():
+        first = {}
+        for rule in host.rules:
+            if not isinstance(rule.name, str):
+                continue
+            if rule.name in first:
+                line, column = doc.position(first[rule.name] + ("name",))
+                yield doc.diagnostic(
+                    "duplicate-rule", rule.path + ("name",),
+                    "host %s has two rules named %s (the first at line %s, column %s); rule names label pf rules "
+                    "and must be unique per host - rename one" % (
+                        json.dumps(host.name), json.dumps(rule.name), line, column))
+            else:
+                first[rule.name] = rule.path
+
+
+def socket_limit(doc, fleet):
+    # divert(4): at most 32 sockets in one SO_REUSEPORT_LB group; the 33rd bind fails with ENOSPC.
+    for host in fleet.hosts.values():
+        for group in host.groups():
+            if group.size > _lb.MAX_GROUP:
+                parts = " + ".join("%s %d" % (c.name, c.sockets) for c in group.consumers)
+                yield doc.diagnostic(
+                    "socket-limit", group.consumers[-1].path,
+                    "port %d on host %s would have %d sockets (%s); a divert port takes at most %d - the %dth "
+                    "bind fails with ENOSPC. Lower the sockets or move a consumer to another port" % (
+                        group.port, json.dumps(host.name), group.size, parts, _lb.MAX_GROUP,
+                        _lb.MAX_GROUP + 1))
+
+
+def port_unbound(doc, fleet):
+    # ip_divert.c: a packet diverted to a port with no socket is dropped (noport): divert fails closed.
+    for host in fleet.hosts.values():
+        bound = {g.port for g in host.groups()}
+        running = {c.name for c in host.consumers}
+        for rule in host.rules:
+            if rule.target_port is None or rule.target_port in bound:
+                continue
+            if isinstance(rule.consumer, str) and rule.consumer in fleet.consumers and rule.consumer not in running:
+                message = ("rule %s diverts to consumer %s (port %d), which host %s does not run; add %s to the "
+                           "host's consumers, or every packet the rule matches is dropped" % (
+                               json.dumps(rule.name), json.dumps(rule.consumer), rule.target_port,
+                               json.dumps(host.name), json.dumps(rule.consumer)))
+            else:
+                message = ("rule %s diverts to port %d, which no consumer on host %s binds (bound ports: %s); "
+                           "every packet it matches would be dropped" % (
+                               json.dumps(rule.name), rule.target_port, json.dumps(host.name),
+                               ", ".join(str(p) for p in sorted(bound)) or "none"))
+            yield doc.diagnostic("port-unbound", _rule_ports_path(rule), message)
+
+
+def port_mismatch(doc, fleet):
+    for host in fleet.hosts.values():
+        for rule in host.rules:
+            if not (_is_int(rule.port) and isinstance(rule.consumer, str)):
+                continue
+            definition = fleet.consumers.get(rule.consumer, ({}, None))[0]
+            port = definition.get("port")
+            if _is_int(port) and port != rule.port:
+                yield doc.diagnostic(
+                    "port-mismatch", rule.path + ("port",),
+                    "rule %s gives port %d but its consumer %s binds port %d; give port %d, or drop `port` and "
+                    "let the consumer decide" % (json.dumps(rule.name), rule.port, json.dumps(rule.consumer),
+                                                 port, port))
+
+
+def lb_required(doc, fleet):
+    # A socket without SO_REUSEPORT_LB holds the port alone (EADDRINUSE for the next bind); an LB socket can
+    # still join and starve it (inferred), so never mix: every socket of a shared port sets SO_REUSEPORT_LB.
+    for host in fleet.hosts.values():
+        for group in host.groups():
+            if group.size <= 1:
+                continue
+            for consumer in group.consumers:
+                if consumer.lb is False:
+                    yield doc.diagnostic(
+                        "lb-required", consumer.path,
+                        "consumer %s on host %s has lb: false, but port %d has %d sockets; sockets sharing a port "
+                        "must all set SO_REUSEPORT_LB (lb: true), or the consumer must be alone with one socket" % (
+                            json.dumps(consumer.name), json.dumps(host.name), group.port, group.size))
+
+
+def pf_inet6(doc, fleet):
+    # pf: "divert(9) is not supported for IPv6".
+    for host in fleet.hosts.values():
+        if host.backend != "pf":
+            continue
+        for rule in host.rules:
+            if rule.family == "inet6":
+                yield doc.diagnostic(
+                    "pf-inet6", rule.path + ("family",),
+                    "rule %s on pf host %s diverts IPv6, which pf cannot divert (\"divert(9) is not supported for "
+                    "IPv6\"); use family: inet, or ipfw on this host" % (json.dumps(rule.name), json.dumps(host.name)))
+
+
+def stateless_lb(doc, fleet):
+    # Packets without a state pass id 0 and all reach the group's first socket.
+    for host in fleet.hosts.values():
+        if host.backend != "pf":
+            continue
+        for rule in host.rules:
+            group = host.group(rule.target_port) if rule.target_port is not None else None
+            if rule.state == "none" and group is not None and group.size > 1:
+                yield doc.diagnostic(
+                    "stateless-lb", rule.path + ("state",),
+                    "rule %s has state: none but diverts to port %d, a group of %d sockets on host %s; without a "
+                    "state every packet reaches the first socket - use state: keep, or a single-socket consumer" % (
+                        json.dumps(rule.name), group.port, group.size, json.dumps(host.name)))
+
+
+def ports_need_proto(doc, fleet):
+    for host in fleet.hosts.values():
+        for rule in host.rules:
+            for key, ports in (("from_ports", rule.from_ports), ("to_ports", rule.to_ports)):
+                other = [p for p in rule.protocols if p not in PORT_PROTOCOLS]
+                if ports and other:
+                    yield doc.diagnostic(
+                        "ports-need-proto", rule.path + (key,),
+                        "rule %s matches %s with protocol %s; ports exist only for tcp and udp - set protocol: tcp, "
+                        "udp or [tcp, udp]" % (json.dumps(rule.name), key, ", ".join(rule.protocols)))
+
+
+def ipfw_rule_range(doc, fleet):
+    # ipfw(8): rule numbers 1..65534 (65535 is the default rule); `flush` spares set 31.
+    for host in fleet.hosts.values():
+        if host.backend != "ipfw":
+            continue
+        settings = host.ipfw
+        path = host.field_paths.get("ipfw", host.path)
+        live, spare = settings.get("set"), settings.get("spare_set")
+        base, step = settings.get("rule_base"), settings.get("rule_step")
+        if _is_int(live) and live == spare:
+            yield doc.diagnostic(
+                "ipfw-rule-range", path,
+                "host %s uses set %d as both set and spare_set; the spare set must differ so new rules load "
+                "beside the live ones and `ipfw set swap` exchanges them" % (json.dumps(host.name), live))
+        for key, value in (("set", live), ("spare_set", spare)):
+            if value == IPFW_RESERVED_SET:
+                yield doc.diagnostic(
+                    "ipfw-rule-range", path,
+                    "host %s uses set 31 as %s; ipfw's flush spares set 31, so rules there cannot be replaced "
+                    "cleanly - pick a set from 0..30" % (json.dumps(host.name), key))
+        if _is_int(base) and _is_int(step):
+            lines = sum(_ipfw_lines(rule) for rule in host.rules)
+            last = base + step * (lines - 1) if lines else base
+            if last > IPFW_MAX_RULE:
+                yield doc.diagnostic(
+                    "ipfw-rule-range", path,
+                    "host %s needs %d ipfw rules numbered from %d by %d, up to %d; ipfw numbers end at %d - lower "
+                    "rule_base or rule_step" % (json.dumps(host.name), lines, base, step, last, IPFW_MAX_RULE))
+
+
+def _ipfw_lines(rule):
+    return len([p for p in rule.protocols if p != "any"]) or 1
+
+
+def family_mismatch(doc, fleet):
+    """Addresses that are malformed (schema) or of the other family (family-mismatch)."""
+    seen = set()
+    for host in fleet.hosts.values():
+        for rule in host.rules:
+            if rule.path in seen:
+                continue
+            seen.add(rule.path)
+            for key, addresses in (("from", rule.sources), ("to", rule.destinations)):
+                raw = _dict(_at(doc.data, rule.path)).get(key)
+                for index, address in enumerate(addresses):
+                    if address == "any":
+                        continue
+                    path = rule.path + ((key, index) if isinstance(raw, list) else (key,))
+                    try:
+                        network = ipaddress.ip_network(address, strict=False)
+                    except ValueError:
+                        yield doc.diagnostic(
+                            "schema", path,
+                            "%s is not an IP address or CIDR prefix; write e.g. 10.0.0.0/8, 192.0.2.1 or "
+                            "2001:db8::/32" % json.dumps(address))
+                        continue
+                    if "/" in address and network.network_address != ipaddress.ip_address(address.split("/")[0]):
+                        yield doc.diagnostic(
+                            "schema", path,
+                            "%s has host bits set; the prefix is %s" % (json.dumps(address), network.with_prefixlen))
+                    wanted = 4 if rule.family == "inet" else 6
+                    if rule.family in ("inet", "inet6") and network.version != wanted:
+                        yield doc.diagnostic(
+                            "family-mismatch", path,
+                            "rule %s is family %s but %s is an IPv%d address; use family: %s or an IPv%d address" % (
+                                json.dumps(rule.name), rule.family, address, network.version,
+                                "inet" if network.version == 4 else "inet6", wanted))
+            for key, ports in (("from_ports", rule.from_ports), ("to_ports", rule.to_ports)):
+                for index, port in enumerate(ports):
+                    if isinstance(port, str) and ":" in port:
+                        low, high = (int(part) for part in port.split(":"))
+                        if not (1 <= low <= high <= 65535):
+                            yield doc.diagnostic(
+                                "schema", rule.path + (key, index),
+                                "port range %s must be lo:hi with 1 <= lo <= hi <= 65535" % json.dumps(port))
+
+
+def _at(data, path):
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def opnsense_ipfw(doc, fleet):
+    # OPNsense runs ipfw only for captive portal or the shaper, and its template starts with `flush`.
+    for host in fleet.hosts.values():
+        if host.platform == "opnsense" and host.backend == "ipfw":
+            yield doc.diagnostic(
+                "opnsense-ipfw", host.field_paths.get("backend", host.path),
+                "host %s is OPNsense with backend ipfw; OPNsense flushes ipfw rules at every reload, so divert rules "
+                "would vanish - use backend: pf" % json.dumps(host.name))
+
+
+def host_complete(doc, fleet):
+    """After merging, a host needs backend, platform and a consumer (design.md: else `schema` at the host)."""
+    for host in fleet.hosts.values():
+        missing = [key for key in ("backend", "platform") if getattr(host, key) is None]
+        if not host.consumers and not _has_any_consumer_ref(doc, host):
+            missing.append("consumers")
+        if missing:
+            yield doc.diagnostic(
+                "schema", host.path,
+                "host %s has no %s after merging its profile; set %s on the host or on its profile" % (
+                    json.dumps(host.name), " and no ".join(missing), ", ".join(missing)))
+
+
+def _has_any_consumer_ref(doc, host):
+    data = _dict(doc.data)
+    host_fields = _dict(_dict(data.get("hosts")).get(host.name))
+    profile = _dict(_dict(data.get("profiles")).get(host.profile)) if host.profile else {}
+    return bool(_list(host_fields.get("consumers")) or _list(profile.get("consumers")))
+
+
+# --- warnings ---------------------------------------------------------------
+
+def lb_ignored(doc, fleet):
+    for host in fleet.hosts.values():
+        if host.backend != "ipfw":
+            continue
+        for group in host.groups():
+            if group.size > 1:
+                yield doc.diagnostic(
+                    "lb-ignored", group.consumers[0].path,
+                    "port %d on ipfw host %s has %d sockets: %s; use sockets: 1 or pf" % (
+                        group.port, json.dumps(host.name), group.size, _lb.explain("ipfw", group.size)))
+
+
+def lb_degenerate(doc, fleet):
+    for host in fleet.hosts.values():
+        if host.backend != "pf":
+            continue
+        for group in host.groups():
+            used = _lb.effective_size("pf", group.size)
+            if used < group.size:
+                better = max(n for n in range(1, _lb.MAX_GROUP + 1, 2) if n <= group.size)
+                yield doc.diagnostic(
+                    "lb-degenerate", group.consumers[0].path,
+                    "port %d on host %s has %d sockets: %s; an odd size such as %d uses every socket" % (
+                        group.port, json.dumps(host.name), group.size, _lb.explain("pf", group.size), better))
+
+
+def port_reserved(doc, fleet):
+    for host in fleet.hosts.values():
+        if host.platform != "opnsense":
+            continue
+        for group in host.groups():
+            low, high = OPNSENSE_RESERVED_RANGE
+            owner = OPNSENSE_RESERVED.get(group.port) or (
+                "the application-matching daemon (8100..8355)" if low <= group.port <= high else None)
+            if owner:
+                yield doc.diagnostic(
+                    "port-reserved", group.consumers[0].path,
+                    "port %d on OPNsense host %s is used by OPNsense itself (%s); if that is not the consumer meant "
+                    "here, pick a port outside 8000, 8100..8355 and 8668" % (group.port, json.dumps(host.name), owner))
+
+
+def unused_consumer(doc, fleet):
+    for host in fleet.hosts.values():
+        targeted = {r.target_port for r in host.rules} | {r.consumer for r in host.rules}
+        for consumer in host.consumers:
+            if consumer.name not in targeted and consumer.port not in targeted:
+                yield doc.diagnostic(
+                    "unused-consumer", consumer.path,
+                    "consumer %s runs on host %s but no rule of that host diverts to it (port %s); add a rule or "
+                    "remove it from the host" % (json.dumps(consumer.name), json.dumps(host.name), consumer.port))
+
+
+def divert_all(doc, fleet):
+    seen = set()
+    for host in fleet.hosts.values():
+        for rule in host.rules:
+            if rule.path in seen:
+                continue
+            seen.add(rule.path)
+            if (rule.protocols == ("any",) and not rule.interface and rule.sources == ("any",)
+                    and rule.destinations == ("any",)):
+                yield doc.diagnostic(
+                    "divert-all", rule.path,
+                    "rule %s diverts every packet of every interface (no protocol, no interface, any to any), "
+                    "including the firewall's own management traffic; narrow it with interface, protocol or "
+                    "addresses" % json.dumps(rule.name))
+
+
+ERROR_CHECKS = (unknown_profile, unknown_consumer, host_complete, duplicate_rule, socket_limit, port_unbound,
+                port_mismatch, lb_required, pf_inet6, stateless_lb, ports_need_proto, ipfw_rule_range,
+                family_mismatch, opnsense_ipfw)
+WARNING_CHECKS = (lb_ignored, lb_degenerate, port_reserved, unused_consumer, divert_all)

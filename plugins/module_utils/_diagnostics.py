@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright: divert.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Diagnostics as data. Private to the divert.fleet collection.
+
+A diagnostic is one problem found in a fleet spec: a stable code, a severity,
+a message that says what is wrong and what would be right, and where it is
+(file, 1-based line and column, JSON Pointer). Formatting happens at the edge
+(`_formats`), never here.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+ERROR = "error"
+WARNING = "warning"
+
+# code -> (severity, one-line description). Stable: tests and pipelines match on
+# these codes. The descriptions feed SARIF's reporting rules and the docs.
+CODES = {
+    "yaml-syntax": (ERROR, "The file is not YAML (or not a single YAML document)."),
+    "duplicate-key": (ERROR, "A mapping repeats a key."),
+    "schema": (ERROR, "A JSON Schema violation: type, range, pattern, unknown key or missing key."),
+    "unknown-consumer": (ERROR, "A host or rule names a consumer that is not defined."),
+    "unknown-profile": (ERROR, "A host names a profile that is not defined."),
+    "duplicate-rule": (ERROR, "Two rules of one host share a name."),
+    "socket-limit": (ERROR, "The sockets of all consumers on one port of one host exceed 32."),
+    "port-unbound": (ERROR, "A rule diverts to a port that no consumer on that host binds."),
+    "port-mismatch": (ERROR, "A rule's port and its consumer's port disagree."),
+    "lb-required": (ERROR, "A port with more than one socket has a consumer with lb: false."),
+    "pf-inet6": (ERROR, "A pf host diverts IPv6 traffic; pf cannot divert IPv6."),
+    "stateless-lb": (ERROR, "A pf rule with state: none targets a group of more than one socket."),
+    "ports-need-proto": (ERROR, "to_ports/from_ports with a protocol other than tcp or udp."),
+    "ipfw-rule-range": (ERROR, "An ipfw host's rule numbers leave 1..65534, or its sets are equal or 31."),
+    "family-mismatch": (ERROR, "A rule's address does not belong to the rule's family."),
+    "opnsense-ipfw": (ERROR, "An OPNsense host uses ipfw, whose rules OPNsense flushes at every reload."),
+    "lb-ignored": (WARNING, "An ipfw host has a group of more than one socket: all packets reach the first."),
+    "lb-degenerate": (WARNING, "A pf group size with a factor of 2: only its odd part receives flows."),
+    "port-reserved": (WARNING, "An OPNsense host uses a port OPNsense itself uses (8000, 8100..8355, 8668)."),
+    "unused-consumer": (WARNING, "A consumer on a host that no rule of that host targets."),
+    "divert-all": (WARNING, "A rule with no protocol, no interface and any on both sides."),
+}
+
+
+class Diagnostic:
+    """One problem in a spec, at one place."""
+
+    __slots__ = ("code", "severity", "message", "path", "file", "line", "column")
+
+    def __init__(self, code, message, path="", file=None, line=None, column=None, severity=None):
+        if code not in CODES:
+            raise ValueError("unknown diagnostic code %r" % code)
+        self.code = code
+        self.severity = severity or CODES[code][0]
+        self.message = message
+        self.path = path
+        self.file = file
+        self.line = line
+        self.column = column
+
+    def as_dict(self):
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "path": self.path,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+        }
+
+    def sort_key(self):
+        return (self.line or 0, self.column or 0, self.code, self.path, self.message)
+
+    def __eq__(self, other):
+        return isinstance(other, Diagnostic) and self.as_dict() == other.as_dict()
+
+    def __hash__(self):
+        return hash((self.code, self.path, self.message, self.line, self.column))
+
+    def __repr__(self):
+        return "Diagnostic(%s %s:%s:%s %s: %s)" % (
+            self.code, self.file, self.line, self.column, self.path, self.message)
+
+
+def pointer(parts):
+    """JSON Pointer (RFC 6901) for a sequence of keys and indexes."""
+    if not parts:
+        return ""
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def sort_unique(diagnostics):
+    """Sorted by position, each distinct diagnostic once."""
+    seen = set()
+    out = []
+    for diag in sorted(diagnostics, key=Diagnostic.sort_key):
+        key = (diag.code, diag.path, diag.message, diag.line, diag.column)
+        if key not in seen:
+            seen.add(key)
+            out.append(diag)
+    return out

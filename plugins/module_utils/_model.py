@@ -1,0 +1,265 @@
+# -*- coding: utf-8 -*-
+# Copyright: divert.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The resolved fleet model: profiles and hosts merged. Private to the divert.fleet collection.
+
+Merging (design.md): a host's scalar fields override its profile's; `consumers`
+entries override by name; `rules` are the profile's followed by the host's own.
+Every resolved item remembers the path it came from, so a cross-field check on
+a resolved host still points at the line a person has to change.
+
+The builder is defensive: it also runs on documents with schema errors (so that
+one run reports every problem), skipping values of the wrong type instead of
+failing on them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+
+DEFAULT_ANCHOR = "divert_fleet"
+IPFW_DEFAULTS = {"set": 5, "spare_set": 6, "rule_base": 10000, "rule_step": 10}
+CONSUMER_DEFAULTS = {"sockets": 1, "lb": True, "ready_timeout": 60, "reference": False, "rc_vars": {}}
+RULE_DEFAULTS = {"direction": "in", "family": "inet", "protocol": "any", "from": "any", "to": "any",
+                 "from_ports": [], "to_ports": [], "state": "keep"}
+HOST_SCALARS = ("backend", "platform")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _dict(value):
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value):
+    return value if isinstance(value, list) else []
+
+
+class Consumer:
+    """A consumer as it runs on one host."""
+
+    def __init__(self, name, port, sockets, lb, service, rc_vars, ready_timeout, reference, description, path):
+        self.name = name
+        self.port = port
+        self.sockets = sockets
+        self.lb = lb
+        self.service = service
+        self.rc_vars = rc_vars
+        self.ready_timeout = ready_timeout
+        self.reference = reference
+        self.description = description
+        self.path = path  # where it is placed on the host (the consumers entry), or the definition
+
+    def as_dict(self):
+        return {
+            "name": self.name, "port": self.port, "sockets": self.sockets, "lb": self.lb,
+            "service": self.service, "rc_vars": dict(sorted(self.rc_vars.items())),
+            "ready_timeout": self.ready_timeout, "reference": self.reference,
+            "description": self.description,
+        }
+
+
+class Rule:
+    """A divert rule of one host, with defaults applied."""
+
+    def __init__(self, fields, path):
+        self.path = path
+        self.name = fields.get("name")
+        self.consumer = fields.get("consumer")
+        self.port = fields.get("port")
+        self.interface = fields.get("interface")
+        self.direction = fields.get("direction", RULE_DEFAULTS["direction"])
+        self.family = fields.get("family", RULE_DEFAULTS["family"])
+        protocol = fields.get("protocol", RULE_DEFAULTS["protocol"])
+        self.protocols = tuple(protocol) if isinstance(protocol, list) else (protocol,)
+        self.sources = _addresses(fields.get("from", "any"))
+        self.destinations = _addresses(fields.get("to", "any"))
+        self.from_ports = tuple(_list(fields.get("from_ports")))
+        self.to_ports = tuple(_list(fields.get("to_ports")))
+        self.state = fields.get("state", RULE_DEFAULTS["state"])
+        self.target_port = None  # resolved divert port, set by the resolver
+
+    def as_dict(self):
+        return {
+            "name": self.name, "consumer": self.consumer, "port": self.target_port,
+            "interface": self.interface, "direction": self.direction, "family": self.family,
+            "protocols": list(self.protocols), "from": list(self.sources), "to": list(self.destinations),
+            "from_ports": list(self.from_ports), "to_ports": list(self.to_ports), "state": self.state,
+        }
+
+
+def _addresses(value):
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, str)) or ("any",)
+    return (value,) if isinstance(value, str) else ("any",)
+
+
+class Group:
+    """The sockets bound on one divert port of one host: one load-balancing group."""
+
+    def __init__(self, port, consumers):
+        self.port = port
+        self.consumers = consumers
+
+    @property
+    def size(self):
+        return sum(c.sockets for c in self.consumers if _is_int(c.sockets))
+
+    def as_dict(self):
+        return {"port": self.port, "size": self.size, "consumers": [c.name for c in self.consumers]}
+
+
+class Host:
+    """A host with its profile merged in."""
+
+    def __init__(self, name, path):
+        self.name = name
+        self.path = path
+        self.profile = None
+        self.backend = None
+        self.platform = None
+        self.consumers = []
+        self.rules = []
+        self.anchor = DEFAULT_ANCHOR
+        self.ipfw = dict(IPFW_DEFAULTS)
+        self.field_paths = {}
+
+    def groups(self):
+        """Groups by port, in order of first appearance."""
+        by_port = {}
+        for consumer in self.consumers:
+            if _is_int(consumer.port):
+                by_port.setdefault(consumer.port, []).append(consumer)
+        return [Group(port, members) for port, members in by_port.items()]
+
+    def group(self, port):
+        for group in self.groups():
+            if group.port == port:
+                return group
+        return None
+
+    def as_dict(self):
+        """The host's resolved spec: what the rendered rules and the rollout depend on."""
+        return {
+            "name": self.name, "backend": self.backend, "platform": self.platform,
+            "consumers": [c.as_dict() for c in self.consumers],
+            "groups": [g.as_dict() for g in self.groups()],
+            "rules": [r.as_dict() for r in self.rules],
+            "pf": {"anchor": self.anchor},
+            "ipfw": dict(sorted(self.ipfw.items())),
+        }
+
+    def digest(self):
+        """sha256 of the host's resolved spec, canonical JSON: the same spec gives the same digest."""
+        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class Fleet:
+    def __init__(self, hosts, consumers, profiles):
+        self.hosts = hosts  # name -> Host, in spec order
+        self.consumers = consumers  # name -> (definition dict, path)
+        self.profiles = profiles
+
+    def host(self, name):
+        return self.hosts.get(name)
+
+
+def _consumer_for_host(name, definition, override, path):
+    fields = dict(CONSUMER_DEFAULTS)
+    fields.update(definition)
+    for key in ("sockets", "ready_timeout"):
+        if key in override:
+            fields[key] = override[key]
+    port = fields.get("port")
+    sockets = fields.get("sockets")
+    rc_vars = {}
+    for var, value in _dict(fields.get("rc_vars")).items():
+        if isinstance(value, str):
+            value = value.replace("@PORT@", str(port)).replace("@SOCKETS@", str(sockets))
+        rc_vars[var] = value
+    return Consumer(
+        name=name, port=port, sockets=sockets, lb=fields.get("lb"), service=fields.get("service"),
+        rc_vars=rc_vars, ready_timeout=fields.get("ready_timeout"), reference=fields.get("reference"),
+        description=fields.get("description"), path=path)
+
+
+def _consumer_refs(entries, base):
+    """(name, override, path) for each entry of a consumers list."""
+    out = []
+    for index, entry in enumerate(_list(entries)):
+        if isinstance(entry, str):
+            out.append((entry, {}, base + (index,)))
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            out.append((entry["name"], entry, base + (index,)))
+    return out
+
+
+def resolve(data):
+    """The resolved Fleet of a (possibly invalid) spec document."""
+    data = _dict(data)
+    consumer_defs = {}
+    for name, definition in _dict(data.get("consumers")).items():
+        consumer_defs[name] = (_dict(definition), ("consumers", name))
+    profiles = _dict(data.get("profiles"))
+    top_anchor = _dict(data.get("pf")).get("anchor")
+    hosts = {}
+    for host_name, host_fields in _dict(data.get("hosts")).items():
+        host_fields = _dict(host_fields)
+        host = Host(host_name, ("hosts", host_name))
+        if isinstance(top_anchor, str):
+            host.anchor = top_anchor
+            host.field_paths["anchor"] = ("pf", "anchor")
+        layers = []
+        profile_name = host_fields.get("profile")
+        if isinstance(profile_name, str):
+            host.profile = profile_name
+            if isinstance(profiles.get(profile_name), dict):
+                layers.append((profiles[profile_name], ("profiles", profile_name)))
+        layers.append((host_fields, host.path))
+        refs = {}
+        order = []
+        for fields, base in layers:
+            for key in HOST_SCALARS:
+                if key in fields:
+                    setattr(host, key, fields[key])
+                    host.field_paths[key] = base + (key,)
+            anchor = _dict(fields.get("pf")).get("anchor")
+            if isinstance(anchor, str):
+                host.anchor = anchor
+                host.field_paths["anchor"] = base + ("pf", "anchor")
+            for key, value in _dict(fields.get("ipfw")).items():
+                if key in IPFW_DEFAULTS:
+                    host.ipfw[key] = value
+                    host.field_paths["ipfw"] = base + ("ipfw",)
+            for name, override, path in _consumer_refs(fields.get("consumers"), base + ("consumers",)):
+                if name not in refs:
+                    order.append(name)
+                    refs[name] = (dict(override), path)
+                else:
+                    merged = dict(refs[name][0])
+                    merged.update(override)
+                    refs[name] = (merged, path)
+            for index, rule in enumerate(_list(fields.get("rules"))):
+                if isinstance(rule, dict):
+                    host.rules.append(Rule(rule, base + ("rules", index)))
+        for name in order:
+            override, path = refs[name]
+            if name in consumer_defs:
+                host.consumers.append(_consumer_for_host(name, consumer_defs[name][0], override, path))
+        by_name = {c.name: c for c in host.consumers}
+        for rule in host.rules:
+            consumer = by_name.get(rule.consumer)
+            if _is_int(rule.port):
+                rule.target_port = rule.port
+            elif consumer is not None and _is_int(consumer.port):
+                rule.target_port = consumer.port
+            elif rule.consumer in consumer_defs and _is_int(consumer_defs[rule.consumer][0].get("port")):
+                rule.target_port = consumer_defs[rule.consumer][0]["port"]
+        hosts[host_name] = host
+    return Fleet(hosts, consumer_defs, profiles)

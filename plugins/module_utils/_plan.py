@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: divert.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rollout plan of a host: its ordered steps and its groups. Private to the divert.fleet collection.
+
+The order is the ordering guarantee (design.md, I1 and I4): the divert module
+first, then every consumer configured, started and seen bound in full by the
+kernel, and only then the rules, checked on the host and loaded in one
+transaction. The roles follow the same order; this module states it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.divert.fleet.plugins.module_utils import _lb, _render
+
+
+def _step(action, text, **fields):
+    step = {"action": action, "text": text}
+    step.update(fields)
+    return step
+
+
+def host_steps(host):
+    steps = [_step("load-module", "load ipdivert.ko now and at boot (kld_list in rc.conf)", module="ipdivert")]
+    for consumer in host.consumers:
+        variables = " ".join("%s=%s" % item for item in sorted(consumer.rc_vars.items()))
+        steps.append(_step(
+            "configure", "configure %s: service %s%s" % (
+                consumer.name, consumer.service, ", rc.conf %s" % variables if variables else ""),
+            consumer=consumer.name, service=consumer.service))
+        steps.append(_step("start", "start service %s (enabled at boot)" % consumer.service,
+                           consumer=consumer.name, service=consumer.service))
+        steps.append(_step(
+            "wait", "wait until the kernel shows %d socket%s bound on port %d (up to %d s)" % (
+                consumer.sockets, "" if consumer.sockets == 1 else "s", consumer.port, consumer.ready_timeout),
+            consumer=consumer.name, port=consumer.port, sockets=consumer.sockets, timeout=consumer.ready_timeout))
+    if host.backend == "pf":
+        steps.append(_step("check", "check the rules' syntax on the host: pfctl -nf FILE"))
+        steps.append(_step("load", "load anchor %s in one transaction: pfctl -a %s -f FILE" % (
+            host.anchor, host.anchor), anchor=host.anchor))
+        steps.append(_step("verify", "verify: pfctl -a %s -s rules matches the rendered rules" % host.anchor))
+    else:
+        spare, live = host.ipfw["spare_set"], host.ipfw["set"]
+        steps.append(_step("check", "check the rules' syntax on the host: ipfw -n"))
+        steps.append(_step("load", "load the rules into disabled set %d, then ipfw set swap %d %d and delete the old "
+                                   "rules, in one step" % (spare, spare, live), set=live, spare_set=spare))
+        steps.append(_step("verify", "verify: ipfw set %d show matches the rendered rules" % live))
+    for number, step in enumerate(steps, 1):
+        step["step"] = number
+    return steps
+
+
+def host_groups(host):
+    out = []
+    for group in host.groups():
+        members = _lb.receivers(host.backend, group.size) if group.size >= 1 else []
+        out.append({
+            "port": group.port, "size": group.size, "consumers": [c.name for c in group.consumers],
+            "receivers": members, "receiving": len(members), "note": _lb.explain(host.backend, group.size),
+        })
+    return out
+
+
+def host_plan(host):
+    return {
+        "host": host.name, "backend": host.backend, "platform": host.platform,
+        "digest": host.digest(), "divert_ports": _render.divert_ports(host),
+        "steps": host_steps(host), "groups": host_groups(host),
+    }
+
+
+def format_text(plans):
+    lines = []
+    for plan in plans:
+        lines.append("%s (%s on %s, digest %s)" % (plan["host"], plan["backend"], plan["platform"],
+                                                   plan["digest"][:12]))
+        for step in plan["steps"]:
+            lines.append("  %2d. %s" % (step["step"], step["text"]))
+        lines.append("  %-6s %-6s %-24s %s" % ("port", "group", "consumers", "receiving flows"))
+        for group in plan["groups"]:
+            receiving = "%d of %d" % (group["receiving"], group["size"])
+            if group["receiving"] < group["size"]:
+                receiving += " (members %s)" % ", ".join(str(m) for m in group["receivers"])
+            lines.append("  %-6d %-6d %-24s %s" % (group["port"], group["size"], ",".join(group["consumers"]),
+                                                   receiving))
+        lines.append("")
+    return "\n".join(lines)

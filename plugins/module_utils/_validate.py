@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: divert.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Validation of a fleet spec end to end: load, schema, cross-field rules. Private to the divert.fleet collection.
+
+Everything that validates a spec - the command line, the `divert.fleet.validate`
+and `divert.fleet.render` action plugins - calls `validate_file` or
+`validate_data` and gets a `Report`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.divert.fleet.plugins.module_utils import _checks, _loader, _model, _schema
+from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import ERROR, WARNING, sort_unique
+
+
+class Report:
+    """The outcome of validating one spec."""
+
+    def __init__(self, file, diagnostics, fleet):
+        self.file = file
+        self.diagnostics = sort_unique(diagnostics)
+        self.fleet = fleet
+
+    @property
+    def errors(self):
+        return [d for d in self.diagnostics if d.severity == ERROR]
+
+    @property
+    def warnings(self):
+        return [d for d in self.diagnostics if d.severity == WARNING]
+
+    def valid(self, strict=False):
+        return not self.errors and not (strict and self.warnings)
+
+    def summary(self):
+        hosts = self.fleet.hosts.values() if self.fleet else ()
+        return {
+            "hosts": len(hosts),
+            "consumers": len(self.fleet.consumers) if self.fleet else 0,
+            "rules": sum(len(h.rules) for h in hosts),
+        }
+
+    def as_dict(self, strict=False):
+        return {
+            "valid": self.valid(strict),
+            "errors": [d.as_dict() for d in self.errors],
+            "warnings": [d.as_dict() for d in self.warnings],
+            "summary": self.summary(),
+        }
+
+
+def validate_document(doc):
+    diagnostics = list(doc.diagnostics)
+    if doc.data is None:
+        return Report(doc.file, diagnostics, None)
+    if not isinstance(doc.data, dict):
+        kind = "a list" if isinstance(doc.data, list) else "a single value"
+        diagnostics.append(doc.diagnostic(
+            "schema", (), "the document is %s; a fleet spec is a mapping with version: 1, consumers and hosts" % kind))
+        return Report(doc.file, diagnostics, None)
+    diagnostics.extend(_schema.validate(doc))
+    fleet = _model.resolve(doc.data)
+    for check in _checks.ERROR_CHECKS + _checks.WARNING_CHECKS:
+        diagnostics.extend(check(doc, fleet))
+    return Report(doc.file, diagnostics, fleet)
+
+
+def validate_file(path):
+    """Report for a spec file; raises _loader.SpecFileError when it cannot be read."""
+    return validate_document(_loader.load_file(path))
+
+
+def validate_text(text, file="<spec>"):
+    return validate_document(_loader.load_text(text, file=file))
+
+
+def validate_data(data, file="<data>"):
+    """Report for spec data that is already parsed (no line/column information)."""
+    doc = _loader.Document(file, data=data)
+    doc.positions_known = False
+    return validate_document(doc)
