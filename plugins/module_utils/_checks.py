@@ -97,10 +97,9 @@ def socket_limit(doc, fleet):
                 parts = " + ".join("%s %d" % (c.name, c.sockets) for c in group.consumers)
                 yield doc.diagnostic(
                     "socket-limit", group.consumers[-1].path,
-                    "port %d on host %s would have %d sockets (%s); a divert port takes at most %d - the %dth "
-                    "bind fails with ENOSPC. Lower the sockets or move a consumer to another port" % (
-                        group.port, json.dumps(host.name), group.size, parts, _lb.MAX_GROUP,
-                        _lb.MAX_GROUP + 1))
+                    "port %d on host %s would have %d sockets (%s); a divert port takes at most %d - the "
+                    "next bind fails with ENOSPC. Lower the sockets or move a consumer to another port" % (
+                        group.port, json.dumps(host.name), group.size, parts, _lb.MAX_GROUP))
 
 
 def port_unbound(doc, fleet):

@@ -263,3 +263,38 @@ def resolve(data):
                 rule.target_port = consumer_defs[rule.consumer][0]["port"]
         hosts[host_name] = host
     return Fleet(hosts, consumer_defs, profiles)
+
+
+def host_from_dict(resolved):
+    """A Host from `Host.as_dict()` output (what the render action returns and the filters take).
+
+    Raises ValueError naming the first missing or malformed field.
+    """
+    if not isinstance(resolved, dict):
+        raise ValueError("expected a resolved host (a mapping from divert.fleet.render's `host`), got %s"
+                         % type(resolved).__name__)
+    try:
+        host = Host(resolved["name"], ("hosts", resolved["name"]))
+        host.backend = resolved["backend"]
+        host.platform = resolved["platform"]
+        host.anchor = resolved.get("pf", {}).get("anchor", DEFAULT_ANCHOR)
+        host.ipfw.update(resolved.get("ipfw", {}))
+        for item in resolved["consumers"]:
+            host.consumers.append(Consumer(
+                name=item["name"], port=item["port"], sockets=item["sockets"], lb=item["lb"],
+                service=item["service"], rc_vars=dict(item.get("rc_vars", {})),
+                ready_timeout=item["ready_timeout"], reference=item.get("reference", False),
+                description=item.get("description"), path=host.path + ("consumers", item["name"])))
+        for index, item in enumerate(resolved["rules"]):
+            fields = dict(item)
+            fields["protocol"] = list(item["protocols"])
+            fields.pop("protocols")
+            fields["port"] = item["port"]
+            rule = Rule(fields, host.path + ("rules", index))
+            rule.target_port = item["port"]
+            host.rules.append(rule)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError("not a resolved divert.fleet host: missing or malformed field %s" % exc)
+    if host.backend not in ("pf", "ipfw"):
+        raise ValueError("resolved host %s has backend %r; expected pf or ipfw" % (host.name, host.backend))
+    return host

@@ -133,6 +133,8 @@ def _pick_cause(error):
     """For anyOf/oneOf: the error inside the alternative that fits the value's type, deepest first."""
     while error.validator in ("anyOf", "oneOf") and error.context:
         branches = error.validator_value
+        if all(isinstance(b, dict) and list(b) == ["required"] for b in branches):
+            return error  # "one of these keys is needed": say that, not the first branch's complaint
         fitting = [sub for sub in error.context
                    if sub.relative_schema_path and _accepts_type(branches[sub.relative_schema_path[0]], error.instance)]
         if not fitting:
