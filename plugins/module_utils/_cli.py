@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 from ansible_collections.divert.fleet.plugins.module_utils import _formats, _plan, _render
 from ansible_collections.divert.fleet.plugins.module_utils._loader import SpecFileError
@@ -87,12 +86,11 @@ def _host(fleet, name):
 
 
 def _write_atomic(path, content):
-    directory = os.path.dirname(path) or "."
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".divert-fleet-")
+    """Write beside the target, then rename: a reader never sees half a rules file."""
+    tmp = os.path.join(os.path.dirname(path) or ".", ".%s.tmp" % os.path.basename(path))
     try:
-        with os.fdopen(handle, "w") as out:
+        with open(tmp, "w") as out:
             out.write(content)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -138,10 +138,8 @@ class Host:
         return [Group(port, members) for port, members in by_port.items()]
 
     def group(self, port):
-        for group in self.groups():
-            if group.port == port:
-                return group
-        return None
+        members = [c for c in self.consumers if c.port == port and _is_int(port)]
+        return Group(port, members) if members else None
 
     def as_dict(self):
         """The host's resolved spec: what the rendered rules and the rollout depend on."""

@@ -25,10 +25,11 @@ except ImportError:
     jsonschema_rs = None
 
 try:
-    import jsonschema
-    HAS_JSONSCHEMA = True
-except ImportError:  # pragma: no cover - a requirement of the controller side
-    jsonschema = None
+    # Imported for real only when a document needs explaining (see _full_validator):
+    # a valid spec never pays for jsonschema's import.
+    import importlib.util
+    HAS_JSONSCHEMA = importlib.util.find_spec("jsonschema") is not None
+except ImportError:  # pragma: no cover
     HAS_JSONSCHEMA = False
 
 SCHEMA_PATH = os.path.normpath(os.path.join(
@@ -63,6 +64,7 @@ def _fast_validator():
 
 def _full_validator():
     if "full" not in _cache:
+        import jsonschema
         _cache["full"] = jsonschema.Draft202012Validator(schema())
     return _cache["full"]
 
