@@ -331,6 +331,8 @@ def lb_degenerate(doc, fleet):
         if host.backend != "pf":
             continue
         for group in host.groups():
+            if group.size < 1:  # out of range: the schema has said so
+                continue
             used = _lb.effective_size("pf", group.size)
             if used < group.size:
                 better = max(n for n in range(1, _lb.MAX_GROUP + 1, 2) if n <= group.size)
