@@ -1,0 +1,76 @@
+# divert.fleet: development, test and demo commands. `make help` lists them.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+# Steps run one after another, in the order written, even under `make -j`.
+.NOTPARALLEL:
+
+VENV := .venv
+BIN := $(VENV)/bin
+# The tools find each other (ansible-lint runs ansible-playbook, ansible-test runs ansible-galaxy).
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+PYTHON_VERSION := 3.11
+# pytest-xdist workers: 0 runs the tests in one process, which is the quicker on a two-core
+# machine with the suite as it is; `make test PYTEST_WORKERS=auto` spreads them over every core.
+PYTEST_WORKERS ?= 0
+PYTEST_PATHS := $(wildcard tests/unit tests/twin/tests)
+# Where ansible-test writes its results is tests/output/ (see tools/ansible-test.sh).
+ANSIBLE_TEST := tools/ansible-test.sh
+ANSIBLE_TEST_OPTIONS := --venv --python $(PYTHON_VERSION) --color no
+
+.PHONY: help setup test pytest sanity units lint demo bench build changelog-lint clean distclean
+
+help:
+	@echo 'make setup      create .venv (pinned tools, divert.fleet resolvable, .venv/bin/divert-fleet)'
+	@echo 'make test       everything CI runs: pytest, ansible-test sanity and units, ansible-lint'
+	@echo 'make demo       validate and plan the example fleet'
+	@echo 'make bench      time divert-fleet validate against check-jsonschema on a large fleet'
+	@echo 'make pytest | sanity | units | lint   one part of make test'
+	@echo 'make build      build the collection artifact (divert-fleet-VERSION.tar.gz)'
+	@echo 'make clean      remove test results, caches and built artifacts; distclean also .venv'
+
+setup:
+	@tools/setup.sh
+
+# ---- molecule -------------------------------------------------------------------------------
+# The default scenario (extensions/molecule/default, on the FreeBSD twin) joins `test` here, as a
+# `molecule` target listed after `lint`, once it exists.
+# ----------------------------------------------------------------------------------------------
+test: setup pytest sanity units lint
+	@echo 'make test: every step passed; pytest said:'
+	@tail -n 1 tests/output/pytest.log
+
+# The log keeps pytest's summary line so that `make test` can end with it.
+pytest: setup
+	@mkdir -p tests/output
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_PATHS) | tee tests/output/pytest.log
+
+sanity: setup
+	$(ANSIBLE_TEST) sanity $(ANSIBLE_TEST_OPTIONS)
+
+units: setup
+	$(ANSIBLE_TEST) units $(ANSIBLE_TEST_OPTIONS)
+
+lint: setup
+	$(BIN)/ansible-lint $$([[ -t 1 ]] || echo --nocolor)
+
+demo: setup
+	$(BIN)/divert-fleet validate examples/fleet.yml
+	$(BIN)/divert-fleet plan examples/fleet.yml
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py
+
+build: setup
+	$(BIN)/ansible-galaxy collection build --force
+
+changelog-lint: setup
+	$(BIN)/antsibull-changelog lint
+
+clean:
+	rm -rf tests/output .pytest_cache .hypothesis divert-fleet-*.tar.gz
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
