@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: divert.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""divert.fleet.to_pf and divert.fleet.to_ipfw: a resolved host's rules text (docs: to_pf.yml, to_ipfw.yml)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.divert.fleet.plugins.module_utils import _model, _render
+
+
+def _host(resolved, filter_name, backend):
+    try:
+        host = _model.host_from_dict(resolved)
+    except ValueError as exc:
+        raise AnsibleFilterError("divert.fleet.%s: %s" % (filter_name, exc))
+    if host.backend != backend:
+        other = "to_ipfw" if backend == "pf" else "to_pf"
+        raise AnsibleFilterError(
+            "divert.fleet.%s: host %s uses backend %s, not %s; use divert.fleet.%s, or the `text` that "
+            "divert.fleet.render returns for any backend" % (filter_name, host.name, host.backend, backend, other))
+    return host
+
+
+def to_pf(resolved):
+    """The pf anchor text of a resolved pf host."""
+    return _render.render_pf(_host(resolved, "to_pf", "pf"))
+
+
+def to_ipfw(resolved):
+    """The ipfw rules file of a resolved ipfw host."""
+    return _render.render_ipfw(_host(resolved, "to_ipfw", "ipfw"))
+
+
+class FilterModule:
+    def filters(self):
+        return {"to_pf": to_pf, "to_ipfw": to_ipfw}

@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+"""End to end: the collection's validate and render playbooks, run by ansible-playbook with no inventory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.divert.fleet.plugins.module_utils import _render, _validate
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+
+
+def _collections_root():
+    """The directory holding the ansible_collections/ through which this test imported divert.fleet."""
+    path = os.path.abspath(_validate.__file__)
+    for _level in range(5):  # module_utils, plugins, fleet, divert, ansible_collections
+        path = os.path.dirname(path)
+    return os.path.dirname(path) if os.path.basename(path) == "ansible_collections" else None
+
+
+def _ansible_playbook():
+    beside = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return beside if os.access(beside, os.X_OK) else shutil.which("ansible-playbook")
+
+
+ANSIBLE_PLAYBOOK = _ansible_playbook()
+COLLECTIONS = _collections_root()
+
+pytestmark = [
+    pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible-playbook is not on PATH"),
+    pytest.mark.skipif(COLLECTIONS is None, reason="divert.fleet is not imported from an ansible_collections tree"),
+]
+
+
+def playbook(tmp_path, name, *extra_vars):
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+    )
+    env.pop("ANSIBLE_FORCE_COLOR", None)
+    command = [ANSIBLE_PLAYBOOK, "divert.fleet.%s" % name]
+    for extra in extra_vars:
+        command += ["-e", extra]
+    # From the collection root, as a user runs it from a checkout: relative specs are found there.
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_validate_playbook_on_a_valid_spec(tmp_path):
+    run = playbook(tmp_path, "validate", "fleet_spec=examples/fleet.yml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = _validate.validate_file(os.path.join(ROOT, "examples", "fleet.yml"))
+    assert "examples/fleet.yml is valid: %d hosts" % report.summary()["hosts"] in run.stdout
+    assert "Hosts: %s." % ", ".join(report.fleet.hosts) in run.stdout
+
+
+def test_validate_playbook_fails_on_an_invalid_spec(tmp_path):
+    run = playbook(tmp_path, "validate", "fleet_spec=examples/broken.yml")
+    assert run.returncode == 2, run.stdout + run.stderr
+    output = run.stdout + run.stderr
+    first = _validate.validate_file(os.path.join(ROOT, "examples", "broken.yml")).errors[0]
+    assert "examples/broken.yml:%d:%d: error %s: " % (first.line, first.column, first.code) in output
+    assert "failed=1" in run.stdout
+
+
+def test_validate_playbook_says_what_it_needs(tmp_path):
+    run = playbook(tmp_path, "validate")
+    assert run.returncode != 0
+    assert "ansible-playbook divert.fleet.validate -e fleet_spec=FILE" in run.stdout + run.stderr
+
+
+def test_render_playbook_writes_every_host(tmp_path):
+    out_dir = tmp_path / "rendered"
+    run = playbook(tmp_path, "render", "fleet_spec=examples/fleet.yml", "out_dir=%s" % out_dir)
+    assert run.returncode == 0, run.stdout + run.stderr
+    hosts = _validate.validate_file(os.path.join(ROOT, "examples", "fleet.yml")).fleet.hosts.values()
+    assert sorted(os.listdir(str(out_dir))) == sorted(_render.file_name(host) for host in hosts)
+    for host in hosts:
+        assert (out_dir / _render.file_name(host)).read_text() == _render.render(host)
+
+
+def test_render_playbook_writes_nothing_for_an_invalid_spec(tmp_path):
+    out_dir = tmp_path / "rendered"
+    run = playbook(tmp_path, "render", "fleet_spec=examples/broken.yml", "out_dir=%s" % out_dir)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert not out_dir.exists()

@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+"""Shared helpers for the action plugin tests: an action plugin built as Ansible's task executor builds it."""
+
+from __future__ import annotations
+
+import copy
+import os
+from unittest.mock import MagicMock
+
+import yaml
+
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.play_context import PlayContext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "..", ".."))
+EXAMPLES = os.path.join(ROOT, "examples")
+FLEET = os.path.join(EXAMPLES, "fleet.yml")
+BROKEN = os.path.join(EXAMPLES, "broken.yml")
+
+# A small valid spec: a pf host from a profile and an ipfw host of its own.
+SPEC = {
+    "version": 1,
+    "consumers": {
+        "ids": {"port": 9000, "sockets": 3, "service": "suricata"},
+        "appid": {"port": 9100, "sockets": 1, "service": "appidd"},
+    },
+    "profiles": {
+        "edge": {
+            "backend": "pf",
+            "platform": "freebsd",
+            "consumers": ["ids"],
+            "rules": [{"name": "web", "consumer": "ids", "interface": "em0", "protocol": "tcp", "to_ports": [80]}],
+        },
+    },
+    "hosts": {
+        "fw1": {"profile": "edge"},
+        "fw2": {
+            "backend": "ipfw", "platform": "freebsd", "consumers": ["appid"],
+            "rules": [{"name": "dns", "consumer": "appid", "protocol": "udp", "to_ports": [53]}],
+        },
+    },
+}
+
+
+def spec(**changes):
+    """A copy of SPEC; `ids_sockets=4` gives it a warning only (lb-degenerate: 4 has a factor of 2)."""
+    data = copy.deepcopy(SPEC)
+    if "ids_sockets" in changes:
+        data["consumers"]["ids"]["sockets"] = changes["ids_sockets"]
+    if "bad_port" in changes:
+        data["consumers"]["ids"]["port"] = changes["bad_port"]
+    return data
+
+
+def write_spec(path, data):
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def make_action(action_class, args, name, task_vars=None, search_path=(), basedir=None):
+    """An action plugin instance for a task with these args, as the task executor makes one.
+
+    `search_path` is what the task's get_search_path() gives (role and playbook directories);
+    `basedir` is the loader's base directory (the playbook's directory).
+    """
+    task = MagicMock()
+    task.args = dict(args)
+    task.action = name
+    task.async_val = 0
+    task.check_mode = False
+    task.get_search_path.return_value = list(search_path)
+    loader = DataLoader()
+    if basedir is not None:
+        loader.set_basedir(str(basedir))
+    action = action_class(task, MagicMock(), PlayContext(), loader=loader, templar=None, shared_loader_obj=None)
+    action._load_name = name  # set by Ansible's plugin loader
+    return action
+
+
+def run(action_class, args, name, task_vars=None, **kwargs):
+    action = make_action(action_class, args, name, **kwargs)
+    return action.run(task_vars=task_vars if task_vars is not None else {})

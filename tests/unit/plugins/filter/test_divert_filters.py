@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+"""The divert.fleet.to_pf and divert.fleet.to_ipfw filters: resolved host in, the renderer's text out."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.divert.fleet.plugins.filter.divert import FilterModule, to_ipfw, to_pf
+from ansible_collections.divert.fleet.plugins.module_utils import _render
+from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_file
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", ".."))
+FLEET = os.path.join(ROOT, "examples", "fleet.yml")
+HOSTS = validate_file(FLEET).fleet.hosts
+PF_HOSTS = sorted(name for name, host in HOSTS.items() if host.backend == "pf")
+IPFW_HOSTS = sorted(name for name, host in HOSTS.items() if host.backend == "ipfw")
+
+
+def resolved(name):
+    """The host as a task result carries it: plain JSON data."""
+    return json.loads(json.dumps(HOSTS[name].as_dict()))
+
+
+def test_the_example_has_both_backends():
+    assert PF_HOSTS and IPFW_HOSTS
+
+
+def test_filters_are_registered_by_name():
+    assert FilterModule().filters() == {"to_pf": to_pf, "to_ipfw": to_ipfw}
+
+
+@pytest.mark.parametrize("name", PF_HOSTS)
+def test_to_pf(name):
+    assert to_pf(resolved(name)) == _render.render_pf(HOSTS[name])
+
+
+@pytest.mark.parametrize("name", IPFW_HOSTS)
+def test_to_ipfw(name):
+    assert to_ipfw(resolved(name)) == _render.render_ipfw(HOSTS[name])
+
+
+@pytest.mark.parametrize("name", PF_HOSTS)
+def test_to_ipfw_refuses_a_pf_host(name):
+    with pytest.raises(AnsibleFilterError, match="divert.fleet.to_ipfw: host %s uses backend pf, not ipfw; "
+                                                 "use divert.fleet.to_pf" % name):
+        to_ipfw(resolved(name))
+
+
+@pytest.mark.parametrize("name", IPFW_HOSTS)
+def test_to_pf_refuses_an_ipfw_host(name):
+    with pytest.raises(AnsibleFilterError, match="divert.fleet.to_pf: host %s uses backend ipfw, not pf; "
+                                                 "use divert.fleet.to_ipfw" % name):
+        to_pf(resolved(name))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("fw-edge-01", "expected a resolved host"),
+    (None, "expected a resolved host"),
+    ({"name": "fw-edge-01"}, "missing or malformed field"),
+    (dict(resolved(PF_HOSTS[0]), backend="nftables"), "backend 'nftables'; expected pf or ipfw"),
+])
+def test_not_a_resolved_host(value, message):
+    for render in (to_pf, to_ipfw):
+        with pytest.raises(AnsibleFilterError, match=message) as caught:
+            render(value)
+        assert str(caught.value).startswith("divert.fleet.%s: " % render.__name__)
+
+
+def test_a_whole_render_result_is_not_a_host():
+    result = {"text": "...", "host": resolved(PF_HOSTS[0]), "backend": "pf"}
+    with pytest.raises(AnsibleFilterError, match="missing or malformed field"):
+        to_pf(result)
