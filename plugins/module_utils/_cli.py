@@ -23,11 +23,13 @@ from ansible_collections.divert.fleet.plugins.module_utils._validate import vali
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
+class UsageError(Exception):
+    """A command line that cannot be run; main() prints it and returns 2."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        self.print_usage(sys.stderr)
-        sys.stderr.write("%s: error: %s\n" % (self.prog, message))
-        sys.exit(EXIT_USAGE)
+        raise UsageError("%s\n%s: error: %s\n" % (self.format_usage().rstrip("\n"), self.prog, message))
 
 
 def _parser():
@@ -147,7 +149,12 @@ def cmd_plan(args):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    """Run the command; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as exc:
+        sys.stderr.write(str(exc))
+        return EXIT_USAGE
     handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan}[args.command]
     try:
         return handler(args)

@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import math
 
 try:
     import yaml
@@ -179,7 +180,7 @@ class _Walker:
             return node.value
         if tag in (_INT, _BOOL, _NULL, _FLOAT):
             value = self.loader.yaml_constructors[tag](self.loader, node)
-            if tag == _FLOAT and (value != value or value in (float("inf"), float("-inf"))):
+            if tag == _FLOAT and (math.isnan(value) or math.isinf(value)):
                 return node.value
             return value
         if tag in _AS_TEXT:

@@ -234,8 +234,9 @@ def validate(doc):
         except Exception:  # a value the compiled validator cannot take; let jsonschema decide
             pass
     if not HAS_JSONSCHEMA:
-        return [doc.diagnostic("schema", (), "the spec does not match the schema, and the jsonschema library that "
-                                            "explains why is not installed (pip install jsonschema)")]
+        message = ("the spec does not match the schema, and the jsonschema library that explains why is not "
+                   "installed (pip install jsonschema)")
+        return [doc.diagnostic("schema", (), message)]
     out = []
     for error in _full_validator().iter_errors(data):
         out.extend(_diagnose(error, doc))

@@ -55,3 +55,16 @@ def report_for(spec):
 
 def codes(report):
     return sorted({d.code for d in report.diagnostics})
+
+
+def subprocess_env(**extra):
+    """Environment for a child Python that must import ansible_collections.divert.fleet as we do."""
+    from ansible_collections.divert.fleet.plugins.module_utils import _cli
+    module = os.path.abspath(_cli.__file__)  # .../ansible_collections/divert/fleet/plugins/module_utils/_cli.py
+    collections_root = module
+    for _level in range(6):
+        collections_root = os.path.dirname(collections_root)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (collections_root, env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env

@@ -15,7 +15,7 @@ import pytest
 
 from ansible_collections.divert.fleet.plugins.module_utils import _cli, _schema
 from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import CODES
-from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import EXAMPLES
+from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import EXAMPLES, subprocess_env
 
 FLEET = os.path.join(EXAMPLES, "fleet.yml")
 BROKEN = os.path.join(EXAMPLES, "broken.yml")
@@ -156,5 +156,5 @@ def test_command_line_does_not_import_ansible():
     code = ("import sys; from ansible_collections.divert.fleet.plugins.module_utils import _cli;"
             "_cli.main(['validate', sys.argv[1]]);"
             "print(sorted(m for m in sys.modules if m == 'ansible' or m.startswith('ansible.')))")
-    out = subprocess.check_output([sys.executable, "-c", code, FLEET]).decode()
+    out = subprocess.check_output([sys.executable, "-c", code, FLEET], env=subprocess_env()).decode()
     assert out.strip().splitlines()[-1] == "[]"

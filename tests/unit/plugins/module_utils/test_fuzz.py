@@ -85,7 +85,7 @@ def test_generated_specs_never_raise(spec):
 @given(st.data())
 def test_mutated_example_bytes_never_raise(data):
     raw = bytearray(EXAMPLE_BYTES)
-    for _ in range(data.draw(st.integers(1, 8))):
+    for _step in range(data.draw(st.integers(1, 8))):
         index = data.draw(st.integers(0, len(raw) - 1))
         operation = data.draw(st.sampled_from(["flip", "delete", "insert"]))
         if operation == "flip":

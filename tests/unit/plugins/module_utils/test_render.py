@@ -20,7 +20,7 @@ import pytest
 
 from ansible_collections.divert.fleet.plugins.module_utils import _render
 from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_file, validate_text
-from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import EXAMPLES, GOLDEN, dump
+from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import EXAMPLES, GOLDEN, dump, subprocess_env
 
 UPDATE = os.environ.get("DIVERT_FLEET_UPDATE_GOLDEN") == "1"
 
@@ -151,7 +151,7 @@ def test_same_bytes_regardless_of_key_order():
 def test_same_bytes_under_different_hash_seeds(tmp_path):
     outputs = set()
     for seed in ("0", "1", "12345"):
-        env = dict(os.environ, PYTHONHASHSEED=seed)
+        env = subprocess_env(PYTHONHASHSEED=seed)
         code = ("import sys; from ansible_collections.divert.fleet.plugins.module_utils import _validate, _render;"
                 "r = _validate.validate_file(sys.argv[1]);"
                 "sys.stdout.write(''.join(_render.render(h) for h in r.fleet.hosts.values()))")
