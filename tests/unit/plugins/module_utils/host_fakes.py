@@ -1,0 +1,245 @@
+# -*- coding: utf-8 -*-
+"""A scripted FreeBSD for the on-host tests: commands answer with output in FreeBSD's formats.
+
+The formats are written by hand from the FreeBSD sources that print them (named at each
+fixture); nothing here calls the collection's own canonicalisers or renderers.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+from ansible_collections.divert.fleet.plugins.module_utils._host import FreeBSDHost
+
+# What `render_pf` produces for a two-rule host (design.md's example line, plus a udp rule).
+PF_WANTED = (
+    "# divert.fleet pf anchor \"divert_fleet\" for host fw1 (backend pf, platform freebsd)\n"
+    "pass in quick on igb0 inet proto tcp from any to { 10.0.0.0/8, 192.168.0.0/16 } port { 80, 443 } "
+    "keep state label \"divert_fleet:inspect-web\" divert-to 8000\n"
+    "pass in quick inet proto udp from any to any port 53 keep state label \"divert_fleet:classify\" divert-to 8100\n"
+)
+# The same rules as `pfctl -a divert_fleet -s rules` prints them (sbin/pfctl/pfctl_parser.c
+# print_rule): lists expanded (proto, src, src port, dst, dst port order), `port = NAME` from
+# /etc/services, default `flags S/SA` on the stateful tcp rule, none on udp.
+PF_PRINTED = (
+    "pass in quick on igb0 inet proto tcp from any to 10.0.0.0/8 port = http flags S/SA keep state "
+    "label \"divert_fleet:inspect-web\" divert-to 8000\n"
+    "pass in quick on igb0 inet proto tcp from any to 10.0.0.0/8 port = https flags S/SA keep state "
+    "label \"divert_fleet:inspect-web\" divert-to 8000\n"
+    "pass in quick on igb0 inet proto tcp from any to 192.168.0.0/16 port = http flags S/SA keep state "
+    "label \"divert_fleet:inspect-web\" divert-to 8000\n"
+    "pass in quick on igb0 inet proto tcp from any to 192.168.0.0/16 port = https flags S/SA keep state "
+    "label \"divert_fleet:inspect-web\" divert-to 8000\n"
+    "pass in quick inet proto udp from any to any port = domain keep state label \"divert_fleet:classify\" "
+    "divert-to 8100\n"
+)
+PF_CHANGED = PF_WANTED.replace("port 53", "port 5353")
+PF_CHANGED_PRINTED = PF_PRINTED.replace("port = domain", "port = 5353")
+
+# `ipfw_lines` output (final form, set 5) for an ipfw host.
+IPFW_WANTED = (
+    "# divert.fleet ipfw rules in set 5 for host fw3 (backend ipfw, platform freebsd)\n"
+    "add 10000 set 5 divert 8000 tcp from any to any in via igb0 ip4\n"
+    "add 10010 set 5 divert 8000 ip4 from any to 10.0.0.0/8 in\n"
+)
+# `ipfw -S list` (sbin/ipfw/ipfw2.c show_static_rule: `%05u`, `set N` with -S; print_proto puts
+# `ip4` in the protocol position and the O_PROTO opcode later as `proto tcp`).
+IPFW_PRINTED_SET5 = (
+    "10000 set 5 divert 8000 ip4 from any to any proto tcp in via igb0\n"
+    "10010 set 5 divert 8000 ip4 from any to 10.0.0.0/8 in\n"
+)
+IPFW_DEFAULT_RULE = "65535 set 31 deny ip from any to any\n"
+
+# `pfctl -s info` (pfctl_parser.c print_status: `Status: %s for %u days %.2u:%.2u:%.2u`, padded
+# to 44 columns, then the debug level).
+PF_INFO = ("Status: %s for 0 days 01:02:03           Debug: Urgent\n\n"
+           "State Table                          Total             Rate\n"
+           "  current entries                        4               \n")
+
+
+def sockstat_json(rows):
+    """`sockstat -4 -P divert --libxo json` (usr.bin/sockstat display(): container sockstat,
+    list socket, keys user command pid fd proto local{address,port} foreign{address,port})."""
+    sockets = []
+    for port, pid, command in rows:
+        item = {"proto": "div4", "local": {"address": "*", "port": port}, "foreign": {"address": "*", "port": 0}}
+        if pid is not None:
+            item.update({"user": "root", "command": command, "pid": pid, "fd": 3})
+        sockets.append(item)
+    return json.dumps({"__version": "1", "sockstat": {"socket": sockets}})
+
+
+def sockstat_text(rows):
+    """Plain `sockstat -4 -P divert` (column widths as display() computes with the defaults)."""
+    lines = ["USER     COMMAND    PID   FD  PROTO  LOCAL ADDRESS         FOREIGN ADDRESS      "]
+    for port, pid, command in rows:
+        if pid is None:
+            lines.append("??       ??         ??    ??  div4   *:%-20d *:*                  " % port)
+        else:
+            lines.append("root     %-10.10s %-5d 3   div4   *:%-20d *:*                  " % (command, pid, port))
+    return "\n".join(lines) + "\n"
+
+
+class FakeFreeBSD:
+    """A host whose commands are answered from this object's state; records every command."""
+
+    def __init__(self, sockets=None, libxo=True, pf_enabled=True, anchor_printed="", pf_conf=None,
+                 main_rules='anchor "divert_fleet" all\n', ipfw_list="", kld_loaded=True, rc_conf=None,
+                 running=None):
+        self.sockets = list(sockets or [])  # (port, pid, command)
+        self.libxo = libxo
+        self.pf_enabled = pf_enabled
+        self.anchor_printed = anchor_printed
+        self.main_rules = main_rules
+        self.ipfw_list = ipfw_list
+        self.kld_loaded = kld_loaded
+        self.rc_conf = dict(rc_conf or {})
+        self.running = set(running or [])
+        self.pf_prints = {PF_WANTED: PF_PRINTED, PF_CHANGED: PF_CHANGED_PRINTED}
+        self.fail = {}  # command prefix -> (rc, out, err)
+        self.on = {}  # command prefix -> callable(argv) run after the command
+        self.log = []
+        self.loaded_files = []
+        self.pf_conf = pf_conf
+
+    def host(self, root, name="fw1"):
+        clock = {"now": 0.0}
+
+        def sleep(seconds):
+            clock["now"] += seconds
+
+        return FreeBSDHost(runner=self, root=str(root), sleep=sleep, clock=lambda: clock["now"], name=name)
+
+    # --- the runner interface ---
+    def run(self, argv, data=None):
+        line = " ".join(argv)
+        self.log.append(line)
+        for prefix, answer in self.fail.items():
+            if line.startswith(prefix):
+                return answer
+        answer = self._answer(argv)
+        for prefix, hook in self.on.items():
+            if line.startswith(prefix):
+                hook(argv)
+        return answer
+
+    def _answer(self, argv):
+        name, args = argv[0], argv[1:]
+        line = " ".join(args)
+        if name == "sockstat":
+            if "--libxo" in args:
+                if not self.libxo:
+                    return 1, "", "sockstat: illegal option -- -\nusage: sockstat [-46cLlSsUuvw] [-j jid] [-p ports]\n"
+                return 0, sockstat_json(self.sockets), ""
+            return 0, sockstat_text(self.sockets), ""
+        if name == "pfctl":
+            return self._pfctl(args, line)
+        if name == "ipfw":
+            return self._ipfw(args)
+        if name == "kldstat":
+            return (0, "", "") if self.kld_loaded else (1, "", "")
+        if name == "kldload":
+            self.kld_loaded = True
+            return 0, "", ""
+        if name == "sysrc":
+            return self._sysrc(args)
+        if name == "service":
+            service, verb = args[0], args[1]
+            if verb == "onestatus":
+                return (0, "%s is running as pid 99.\n" % service, "") if service in self.running \
+                    else (1, "%s is not running.\n" % service, "")
+            self.running.add(service)
+            return 0, "", ""
+        if name == "configctl":
+            return 0, "OK\n", ""
+        return 127, "", "%s: not found" % name
+
+    def _pfctl(self, args, line):
+        if line == "-s info":
+            return 0, PF_INFO % ("Enabled" if self.pf_enabled else "Disabled"), ""
+        if line == "-e":
+            self.pf_enabled = True
+            return 0, "", "pf enabled\n"
+        if line == "-s rules":
+            return 0, self.main_rules, ""
+        match = re.match(r"^-a (\S+) -s rules$", line)
+        if match:
+            return 0, self.anchor_printed, ""
+        if re.match(r"^-a \S+ -F rules$", line):
+            self.anchor_printed = ""
+            return 0, "", "rules cleared\n"
+        if "-nf" in args:
+            return 0, "", ""
+        if args[:2] == ["-f", "/etc/pf.conf"]:
+            self.main_rules = 'anchor "divert_fleet" all\n'
+            return 0, "", ""
+        if "-f" in args and "-a" in args:
+            with open(args[args.index("-f") + 1]) as handle:
+                content = handle.read()
+            self.loaded_files.append(content)
+            self.anchor_printed = self.pf_prints.get(content, content)
+            return 0, "", ""
+        return 1, "", "pfctl: unexpected %s" % line
+
+    def _ipfw(self, args):
+        if args == ["-S", "list"]:
+            return 0, self.ipfw_list + IPFW_DEFAULT_RULE, ""
+        if args[:2] == ["-n", "-q"]:
+            return 0, "", ""
+        if args[:2] == ["-f", "-q"] and args[2:3] == ["delete"]:
+            self._ipfw_delete_set(int(args[4]))
+            return 0, "", ""
+        if args[:2] == ["-f", "-q"]:
+            with open(args[2]) as handle:
+                script = handle.read()
+            self.loaded_files.append(script)
+            for command in script.splitlines():
+                words = command.split()
+                if words[:2] == ["delete", "set"]:
+                    self._ipfw_delete_set(int(words[2]))
+                elif words[:2] == ["set", "swap"]:
+                    a, b = int(words[2]), int(words[3])
+                    out = []
+                    for rule in self.ipfw_list.splitlines():
+                        m = re.match(r"^(\d+) set (\d+) (.*)$", rule)
+                        s = int(m.group(2))
+                        s = b if s == a else a if s == b else s
+                        out.append("%s set %d %s" % (m.group(1), s, m.group(3)))
+                    self.ipfw_list = "\n".join(out) + ("\n" if out else "")
+                elif words[:1] == ["add"]:
+                    # what ipfw prints for the two rules of IPFW_WANTED
+                    body = " ".join(words[4:])
+                    body = body.replace("tcp from any to any in via igb0 ip4", "ip4 from any to any proto tcp in via igb0")
+                    self.ipfw_list += "%05d set %s %s\n" % (int(words[1]), words[3], body)
+            return 0, "", ""
+        return 1, "", "ipfw: unexpected"
+
+    def _ipfw_delete_set(self, number):
+        kept = [r for r in self.ipfw_list.splitlines() if not re.match(r"^\d+ set %d " % number, r)]
+        self.ipfw_list = "\n".join(kept) + ("\n" if kept else "")
+
+    def _sysrc(self, args):
+        if args[:1] == ["-e"]:
+            out, err = [], []
+            for var in args[1:]:
+                if var in self.rc_conf:
+                    out.append('%s="%s"' % (var, self.rc_conf[var]))
+                else:
+                    err.append("sysrc: unknown variable '%s'" % var)
+            return (1 if err else 0), "\n".join(out) + ("\n" if out else ""), "\n".join(err)
+        for assignment in args:
+            var, _sep, value = assignment.partition("=")
+            self.rc_conf[var] = value
+        return 0, "", ""
+
+    def commands(self, prefix):
+        return [line for line in self.log if line.startswith(prefix)]
+
+    def index(self, prefix):
+        for number, line in enumerate(self.log):
+            if line.startswith(prefix):
+                return number
+        raise AssertionError("%r never ran; ran %r" % (prefix, self.log))
