@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.divert.fleet.plugins.module_utils import _model, _render
+from ansible_collections.divert.fleet.plugins.module_utils import _model, _plan, _render
 
 
 def _host(resolved, filter_name, backend):
@@ -33,6 +33,15 @@ def to_ipfw(resolved):
     return _render.render_ipfw(_host(resolved, "to_ipfw", "ipfw"))
 
 
+def rollout_summary(rendered, consumers_result=None, rules_result=None):
+    """One host's summary after a rollout: ports, declared and bound sockets, receivers, rules loaded."""
+    try:
+        return _plan.rollout_summary(rendered, consumers_result, rules_result)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("divert.fleet.rollout_summary: expected what divert.fleet.render returns for a "
+                                 "host, then the results of divert_consumers and divert_rules: %s" % exc)
+
+
 class FilterModule:
     def filters(self):
-        return {"to_pf": to_pf, "to_ipfw": to_ipfw}
+        return {"to_pf": to_pf, "to_ipfw": to_ipfw, "rollout_summary": rollout_summary}

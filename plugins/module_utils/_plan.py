@@ -87,3 +87,29 @@ def format_text(plans):
                                                    receiving))
         lines.append("")
     return "\n".join(lines)
+
+
+def rollout_summary(rendered, consumers_result=None, rules_result=None):
+    """One host's state after a rollout, for people reading the play's output.
+
+    `rendered` is what divert.fleet.render returns for the host; the two results are those of
+    divert.fleet.divert_consumers and divert.fleet.divert_rules (absent ones count as not run).
+    """
+    consumers_result = consumers_result or {}
+    rules_result = rules_result or {}
+    bound = consumers_result.get("sockets") or rules_result.get("sockets") or {}
+    ports = []
+    for group in rendered["plan"]["groups"]:
+        seen = bound.get(str(group["port"]), bound.get(group["port"])) or {}
+        ports.append({
+            "port": group["port"], "consumers": group["consumers"], "declared": group["size"],
+            "bound": seen.get("bound") if isinstance(seen, dict) else seen,
+            "receiving": group["receiving"],
+        })
+    changed = [c["name"] for c in consumers_result.get("consumers", []) if c.get("changed")]
+    return {
+        "backend": rendered["backend"], "digest": rendered["digest"][:12], "ports": ports,
+        "rules_loaded": len(rules_result.get("rules") or []),
+        "consumers_changed": changed, "rules_changed": bool(rules_result.get("changed")),
+        "failed": bool(consumers_result.get("failed") or rules_result.get("failed")),
+    }

@@ -35,7 +35,16 @@ options:
       - The spec host to render.
       - Defaults to the C(inventory_hostname) of the host the task runs for, so a play over the
         fleet's inventory renders each host's own rules.
+      - Mutually exclusive with O(all_hosts).
     type: str
+  all_hosts:
+    description:
+      - Render every host of the spec in one task and return them as RV(hosts), instead of one
+        host's values at the top level.
+      - The spec is validated once for the whole fleet; C(divert.fleet.site) runs this on the
+        controller and gives each host its own slice.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - divert.fleet._fleet_spec
   - ansible.builtin.action_common_attributes
@@ -120,6 +129,26 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+hosts:
+  description:
+    - With O(all_hosts=true), every host of the spec by name, each with the values this module
+      returns for one host (RV(text), RV(digest), RV(backend), RV(platform), RV(divert_ports),
+      RV(groups), RV(host), RV(plan), RV(file_name), RV(spec)).
+  returned: success and O(all_hosts=true)
+  type: dict
+  sample: {"fw-lab-01": {"backend": "ipfw", "digest": "beadeb2f...", "divert_ports": [8010]}}
+platform:
+  description: The host's platform.
+  returned: success and O(all_hosts=false)
+  type: str
+  sample: opnsense
+groups:
+  description:
+    - The host's load-balancing groups, as port (a string, as mapping keys are) to the number of
+      sockets the spec declares on it. What the deploy side waits for before any rule diverts.
+  returned: success and O(all_hosts=false)
+  type: dict
+  sample: {"8010": 15, "8400": 3}
 text:
   description:
     - The host's rules text, ending with a newline. For a pf host, the anchor for

@@ -152,3 +152,23 @@ def test_one_validation_for_a_loop_over_the_hosts(tmp_path, monkeypatch):
     texts = [render({"spec": path, "host": name})["text"] for name in ("fw1", "fw2", "fw1")]
     assert calls == [path]
     assert texts[0] == texts[2]
+
+
+def test_all_hosts_renders_the_fleet_in_one_validation(monkeypatch):
+    calls = []
+    real = _fleet_spec.validate_file
+    monkeypatch.setattr(_fleet_spec, "validate_file", lambda path: calls.append(path) or real(path))
+    result = render({"spec": FLEET, "all_hosts": True})
+    assert not result.get("failed"), result.get("msg")
+    assert sorted(result["hosts"]) == EXAMPLE_HOSTS and len(calls) == 1
+    fleet = validate_file(FLEET).fleet
+    for name, rendered in result["hosts"].items():
+        assert rendered["text"] == _render.render(fleet.hosts[name])
+        assert rendered["groups"] == dict((str(g.port), g.size) for g in fleet.hosts[name].groups())
+    assert result["hosts"]["fw-edge-02"]["groups"] == {"8010": 7, "8400": 3}
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_all_hosts_and_host_exclude_each_other():
+    result = render({"spec": FLEET, "all_hosts": True, "host": "fw-edge-01"})
+    assert result.get("failed") and "mutually exclusive" in result["msg"]

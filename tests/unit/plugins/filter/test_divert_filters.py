@@ -10,8 +10,8 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.divert.fleet.plugins.filter.divert import FilterModule, to_ipfw, to_pf
-from ansible_collections.divert.fleet.plugins.module_utils import _render
+from ansible_collections.divert.fleet.plugins.filter.divert import FilterModule, rollout_summary, to_ipfw, to_pf
+from ansible_collections.divert.fleet.plugins.module_utils import _plan, _render
 from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_file
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", ".."))
@@ -31,7 +31,7 @@ def test_the_example_has_both_backends():
 
 
 def test_filters_are_registered_by_name():
-    assert FilterModule().filters() == {"to_pf": to_pf, "to_ipfw": to_ipfw}
+    assert FilterModule().filters() == {"to_pf": to_pf, "to_ipfw": to_ipfw, "rollout_summary": rollout_summary}
 
 
 @pytest.mark.parametrize("name", PF_HOSTS)
@@ -75,3 +75,20 @@ def test_a_whole_render_result_is_not_a_host():
     result = {"text": "...", "host": resolved(PF_HOSTS[0]), "backend": "pf"}
     with pytest.raises(AnsibleFilterError, match="missing or malformed field"):
         to_pf(result)
+
+
+def test_rollout_summary_combines_render_and_module_results():
+    fleet = validate_file(FLEET).fleet
+    host = fleet.hosts["fw-edge-02"]
+    rendered = {"backend": host.backend, "digest": host.digest(), "plan": _plan.host_plan(host)}
+    consumers = {"consumers": [{"name": "ips", "changed": True}, {"name": "classifier", "changed": False}],
+                 "sockets": {"8010": {"port": 8010, "bound": 7}, "8400": {"port": 8400, "bound": 2}}}
+    rules = {"changed": False, "rules": ["a", "b", "c"]}
+    summary = rollout_summary(rendered, consumers, rules)
+    assert summary["ports"] == [
+        {"port": 8010, "consumers": ["ips"], "declared": 7, "bound": 7, "receiving": 7},
+        {"port": 8400, "consumers": ["classifier"], "declared": 3, "bound": 2, "receiving": 3}]
+    assert summary["rules_loaded"] == 3 and summary["consumers_changed"] == ["ips"]
+    assert summary["rules_changed"] is False and summary["failed"] is False
+    with pytest.raises(AnsibleFilterError):
+        rollout_summary({"plan": {}}, consumers, rules)
