@@ -1,0 +1,539 @@
+"""Kernel-side halves of the command stand-ins (pfctl, ipfw, sysctl, sockstat, kld*,
+netstat).  Each returns (rc, stdout, stderr) with FreeBSD's texts and exit codes where
+known; README.md lists what was inferred."""
+import getopt
+import json
+import time
+
+from twinlib import pf, ipfw
+
+MODFILES = {"pf": "pf.ko", "ipfw": "ipfw.ko", "ipdivert": "ipdivert.ko", "pflog": "pflog.ko",
+            "pfsync": "pfsync.ko", "dummynet": "dummynet.ko", "ipfw_nat": "ipfw_nat.ko",
+            "if_bridge": "if_bridge.ko"}
+
+
+def dispatch(k, cmd, argv, files, stdin):
+    fn = {"pfctl": pfctl, "ipfw": ipfw_cmd, "sysctl": sysctl, "sockstat": sockstat,
+          "kldload": kldload, "kldunload": kldunload, "kldstat": kldstat,
+          "netstat": netstat}.get(cmd)
+    if fn is None:
+        return 127, "", "%s: not found\n" % cmd
+    with k.lock:
+        k.reap_dead()
+        return fn(k, argv, files or {}, stdin)
+
+
+# ---------------------------------------------------------------------------- pfctl
+def pfctl(k, argv, files, stdin):
+    try:
+        opts, rest = getopt.getopt(argv, "a:deF:f:gk:mnNOo:qRrs:t:T:vx:z")
+    except getopt.GetoptError as e:
+        return 1, "", "pfctl: %s\nusage: pfctl [-AdeghMmNnOPqRSrvz] [-a anchor] [-D macro=value] [-F modifier]\n" % e
+    o = {}
+    verbose = 0
+    for a, v in opts:
+        if a == "-v":
+            verbose += 1
+        else:
+            o[a] = v
+    out, err = [], []
+    if "pf" not in k.modules:
+        return 1, "", "pfctl: /dev/pf: No such file or directory\n"
+    anchor = o.get("-a")
+    if anchor is not None:
+        anchor = anchor.strip("/")
+    if "-F" in o:
+        what = o["-F"]
+        if what in ("rules", "r", "all", "a"):
+            before = k.live_ports()
+            if anchor:
+                k.pf_anchors[anchor] = []
+            else:
+                k.pf_main = []
+            k._note_change(before, (), "pfctl -F")
+            err.append("rules cleared\n")
+        if what in ("states", "s", "all", "a"):
+            n = len(k.pf_states)
+            for st in k.pf_states.values():
+                st["rule"].states_cur -= 1
+            k.pf_states.clear()
+            err.append("%d states cleared\n" % n)
+    if "-f" in o:
+        fname = o["-f"]
+        text = stdin if fname == "-" else files.get(fname)
+        if text is None:
+            return 1, "", "pfctl: %s: No such file or directory\n" % fname
+        try:
+            rules = pf.parse_rules(text, "stdin" if fname == "-" else fname)
+        except pf.PfError as e:
+            return 1, "", "\n".join(e.messages) + "\npfctl: Syntax error in config file: pf rules not loaded\n"
+        if anchor and any(r.action == "anchor" and False for r in rules):
+            pass
+        if verbose or "-n" in o:
+            if verbose:
+                out.extend(r.text() + "\n" for r in rules)
+        if "-n" not in o:
+            before = k.live_ports()
+            if anchor:
+                k.pf_anchors[anchor] = rules       # one transaction: all or nothing
+            else:
+                k.pf_main = rules                   # other anchors are not touched
+            k._note_change(before, pf.divert_ports(rules),
+                           "pfctl%s -f %s" % (" -a " + anchor if anchor else "", fname))
+    if "-e" in o:
+        if k.pf_enabled:
+            return 1, "".join(out), "".join(err) + "pfctl: pf already enabled\n"
+        before = k.live_ports()
+        k.pf_enabled = True
+        if not k.pf_since:
+            k.pf_since = int(time.time())
+            # new_unrhdr64(&V_pf_stateid, time_second): the state-ID counter starts at
+            # the time pf was enabled, in Unix seconds
+            k.pf_counter = k.pf_since
+        k._note_change(before, (), "pfctl -e")
+        err.append("pf enabled\n")
+    if "-d" in o:
+        if not k.pf_enabled:
+            return 1, "".join(out), "".join(err) + "pfctl: pf not enabled\n"
+        k.pf_enabled = False
+        err.append("pf disabled\n")
+    if "-s" in o:
+        what = o["-s"]
+        if what in ("rules", "r", "Rules"):
+            if anchor:
+                if anchor not in k.pf_anchors:
+                    return 1, "", "pfctl: DIOCGETRULES: Invalid argument\n"
+                rules = k.pf_anchors[anchor]
+            else:
+                rules = k.pf_main
+            for r in rules:
+                out.append(("@%d " % r.nr if verbose else "") + r.text() + "\n")
+                if verbose:
+                    out.append("  [ Evaluations: %-8d Packets: %-8d Bytes: %-10d States: %-6d]\n"
+                               % (r.evaluations, sum(r.packets), sum(r.bytes), r.states_cur))
+        elif what in ("Anchors", "A"):
+            for name in sorted(k.pf_anchors):
+                out.append("  %s\n" % name)
+        elif what in ("labels", "l"):
+            rules = (k.pf_anchors.get(anchor, []) if anchor else k._pf_reachable())
+            agg = {}
+            for r in rules:
+                for lab in r.labels:
+                    a = agg.setdefault(lab, [0] * 8)
+                    vals = [r.evaluations, sum(r.packets), sum(r.bytes), r.packets[0], r.bytes[0],
+                            r.packets[1], r.bytes[1], r.states_tot]
+                    for i, v in enumerate(vals):
+                        a[i] += v
+            for lab, a in agg.items():
+                out.append("%s %s\n" % (lab, " ".join(str(x) for x in a)))
+        elif what in ("states", "s"):
+            for st in k.pf_states.values():
+                af, p, src, sp, dst, dp = st["key"]
+                pn = pf.PROTONAMES.get(p, str(p))
+                fmt = (lambda a, pt: ("%s:%s" % (a, pt) if af == 4 else "%s[%s]" % (a, pt)) if pt is not None else a)
+                stname = "ESTABLISHED:ESTABLISHED" if p == 6 else ("MULTIPLE:SINGLE" if p == 17 else "0:0")
+                out.append("all %s %s %s %s       %s\n" % (pn, fmt(src, sp), "->" if st["dir"] == "in" else "<-", fmt(dst, dp), stname))
+                if verbose:
+                    age = int(time.time() - st["created"])
+                    out.append("   age %02d:%02d:%02d, expires in 24:00:00, %d:0 pkts, %d:0 bytes, rule %d\n"
+                               % (age // 3600, age // 60 % 60, age % 60, st["packets"], st["packets"] * 60, st["rule"].nr))
+                if verbose > 1:
+                    out.append("   id: %016x creatorid: %08x\n" % (st["raw"], 0x74776e31))
+        elif what in ("info", "i"):
+            since = int(time.time()) - k.pf_since if k.pf_enabled and k.pf_since else 0
+            d, h, m, s = since // 86400, since // 3600 % 24, since // 60 % 60, since % 60
+            status = "Enabled for %d days %02d:%02d:%02d" % (d, h, m, s) if k.pf_enabled else "Disabled"
+            out.append("Status: %-40s Debug: Urgent\n\n" % status)
+            out.append("State Table                          Total             Rate\n")
+            out.append("  %-25s %14d %14s\n" % ("current entries", len(k.pf_states), ""))
+            out.append("  %-25s %14d %14s\n" % ("searches", k.counters["packets"], ""))
+            out.append("  %-25s %14d %14s\n" % ("inserts", k.pf_counter - k.pf_since if k.pf_since else 0, ""))
+            out.append("Counters\n")
+            out.append("  %-25s %14d %14s\n" % ("match", k.counters["packets"], ""))
+        elif what in ("memory", "m", "timeouts", "t", "Interfaces", "I", "nat", "n", "queue", "q", "Sources", "S", "Tables", "T"):
+            pass
+        else:
+            return 1, "", "pfctl: Unknown show modifier '%s'\n" % what
+    return 0, "".join(out), "".join(err)
+
+
+# ---------------------------------------------------------------------------- ipfw
+def ipfw_cmd(k, argv, files, stdin):
+    if "ipfw" not in k.modules:
+        return 71, "", "ipfw: retrieving config failed: Protocol not available\n"
+    opts = {"q": False, "n": False, "f": False, "S": False, "a": False}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and len(argv[i]) > 1:
+        for c in argv[i][1:]:
+            opts[c] = True
+        i += 1
+    av = argv[i:]
+    if len(av) == 1 and av[0].startswith("/"):
+        text = files.get(av[0])
+        if text is None:
+            return 64, "", "ipfw: %s: No such file or directory\n" % av[0]
+        out = []
+        for lineno, line in enumerate(text.split("\n"), 1):
+            args = ipfw.split_args(line)
+            if not args:
+                continue
+            rc, o, e = _ipfw_one(k, args, opts)
+            out.append(o)
+            if rc:
+                # ipfw_readfile runs each line through ipfw_main; errx() ends the whole run
+                # at the first error, earlier lines stay applied (no transaction)
+                return rc, "".join(out), "Line %d: %s" % (lineno, e[len("ipfw: "):] if e.startswith("ipfw: ") else e)
+        return 0, "".join(out), ""
+    if not av:
+        return 64, "", "usage: ipfw [options]\ndo \"ipfw -h\" or \"man ipfw\" for details\n"
+    return _ipfw_one(k, av, opts)
+
+
+def _ipfw_one(k, av, opts):
+    cmd = av[0]
+    try:
+        if cmd == "add":
+            r = ipfw.parse_add(av[1:])
+            if r.action in ("divert", "tee") and "ipdivert" not in k.modules:
+                # the kernel refuses O_DIVERT/O_TEE without ip_divert_ptr (EINVAL)
+                raise ipfw.IpfwError("getsockopt(IP_FW_XADD): Invalid argument", ipfw.EX_UNAVAILABLE)
+            if opts.get("n"):
+                return 0, "", ""
+            if not r.num:
+                nums = [x.num for x in k.ipfw_rules]
+                r.num = (max(nums) + 100) // 100 * 100 if nums else 100
+                if r.num >= 65535:
+                    raise ipfw.IpfwError("getsockopt(IP_FW_XADD): Invalid argument", ipfw.EX_UNAVAILABLE)
+            before = k.live_ports()
+            k.ipfw_rules.append(r)
+            k.ipfw_rules.sort(key=lambda x: x.num)
+            k._note_change(before, [r.arg] if r.action in ("divert", "tee") and r.set not in k.ipfw_disabled else [], "ipfw add")
+            return 0, "" if opts.get("q") else r.text() + "\n", ""
+        if cmd == "delete":
+            if opts.get("n"):
+                return 0, "", ""
+            before = k.live_ports()
+            if len(av) >= 3 and av[1] == "set":
+                s = int(av[2])
+                k.ipfw_rules = [x for x in k.ipfw_rules if x.set != s]
+            else:
+                for n in av[1:]:
+                    if not n.isdigit():
+                        raise ipfw.IpfwError("invalid rule number %s" % n, ipfw.EX_USAGE)
+                    n = int(n)
+                    if not any(x.num == n for x in k.ipfw_rules):
+                        if opts.get("q"):
+                            continue
+                        raise ipfw.IpfwError("rule %d: setsockopt(IP_FW_XDEL): No such process" % n, ipfw.EX_UNAVAILABLE)
+                    k.ipfw_rules = [x for x in k.ipfw_rules if x.num != n]
+            k._note_change(before, (), "ipfw delete")
+            return 0, "", ""
+        if cmd == "flush":
+            if opts.get("n"):
+                return 0, "", ""
+            before = k.live_ports()
+            k.ipfw_rules = [x for x in k.ipfw_rules if x.set == 31]   # flush spares set 31
+            k._note_change(before, (), "ipfw flush")
+            return 0, "", "" if opts.get("q") or opts.get("f") else "Flushed all rules.\n"
+        if cmd in ("list", "show", "l", "print", "p"):
+            show = cmd == "show"
+            want = {int(x) for x in av[1:] if x.isdigit()}
+            rules = [x for x in k.ipfw_rules if not want or x.num in want]
+            lines = []
+            pw = max([len(str(x.packets)) for x in rules] + [1])
+            bw = max([len(str(x.bytes)) for x in rules] + [1])
+            for x in rules:
+                t = x.text(show_set=opts.get("S"))
+                if show:
+                    t = t[:5] + " %*d %*d " % (pw, x.packets, bw, x.bytes) + t[6:]
+                if x.set in k.ipfw_disabled:
+                    t = "# DISABLED " + t
+                lines.append(t)
+            if not want or 65535 in want:
+                d = "65535 " + ("set 31 " if opts.get("S") else "") + "deny ip from any to any"
+                if show:
+                    d = d[:5] + " %*d %*d " % (pw, 0, bw, 0) + d[6:]
+                lines.append(d)
+            return 0, "".join(l + "\n" for l in lines), ""
+        if cmd == "set":
+            return _ipfw_set(k, av[1:], opts)
+        if cmd == "zero":
+            for x in k.ipfw_rules:
+                x.packets = x.bytes = 0
+            return 0, "", "" if opts.get("q") else "Accounting cleared.\n"
+        if cmd in ("enable", "disable"):
+            return 0, "", ""
+        raise ipfw.IpfwError("bad command `%s'" % cmd, ipfw.EX_USAGE)
+    except ipfw.IpfwError as e:
+        return e.code, "", "ipfw: %s\n" % e
+    except (IndexError, ValueError):
+        return ipfw.EX_USAGE, "", "ipfw: missing argument\n"
+
+
+def _setnum(s):
+    if not s.isdigit() or int(s) > 31:
+        raise ipfw.IpfwError("invalid set number %s" % s)
+    return int(s)
+
+
+def _ipfw_set(k, av, opts):
+    if not av or av[0] == "show":
+        dis = sorted(k.ipfw_disabled)
+        en = [i for i in range(32) if i not in k.ipfw_disabled]
+        s = ("disable " + " ".join(map(str, dis)) + " " if dis else "") + "enable " + " ".join(map(str, en))
+        return 0, s + "\n", ""
+    before = k.live_ports()
+    op = av[0]
+    if op == "swap":
+        a, b = _setnum(av[1]), _setnum(av[2])
+        if not opts.get("n"):
+            for x in k.ipfw_rules:            # one kernel operation: atomic
+                if x.set == a:
+                    x.set = b
+                elif x.set == b:
+                    x.set = a
+    elif op == "move":
+        if av[1] == "rule":
+            n, s = int(av[2]), _setnum(av[4])
+            if not opts.get("n"):
+                for x in k.ipfw_rules:
+                    if x.num == n:
+                        x.set = s
+        else:
+            a, s = _setnum(av[1]), _setnum(av[3])
+            if av[2] != "to":
+                raise ipfw.IpfwError("syntax: set move [rule] X to Y", ipfw.EX_USAGE)
+            if not opts.get("n"):
+                for x in k.ipfw_rules:
+                    if x.set == a:
+                        x.set = s
+    elif op in ("enable", "disable"):
+        cur = op
+        en, dis = set(), set()
+        for t in av:
+            if t in ("enable", "disable"):
+                cur = t
+                continue
+            n = _setnum(t)
+            if n == 31:
+                raise ipfw.IpfwError("set 31 cannot be disabled" if cur == "disable" else "invalid set number 31")
+            (en if cur == "enable" else dis).add(n)
+        if not opts.get("n"):
+            k.ipfw_disabled = (k.ipfw_disabled | dis) - en
+    else:
+        raise ipfw.IpfwError("invalid set command %s" % op, ipfw.EX_USAGE)
+    touched = [x.arg for x in k.ipfw_rules if x.action in ("divert", "tee")]
+    k._note_change(before, [], "ipfw set " + op)
+    return 0, "", ""
+
+
+# ---------------------------------------------------------------------------- sysctl
+def _sysctls(k):
+    v = {"kern.ostype": "FreeBSD", "kern.osrelease": "15.0-RELEASE", "kern.osreldate": "1500068",
+         "kern.hostname": k.name, "hw.ncpu": "2", "hw.machine": "amd64", "hw.machine_arch": "amd64",
+         "hw.pagesize": "4096", "hw.physmem": str(8 * 2 ** 30), "hw.model": "twin virtual CPU",
+         "kern.boottime": "{ sec = %d, usec = 0 } %s" % (k.boot_time, time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(k.boot_time))),
+         "kern.features.inet6": "1", "kern.version": "FreeBSD 15.0-RELEASE twin"}
+    if "ipdivert" in k.modules:
+        v["net.inet.divert.sendspace"] = "65536"
+        v["net.inet.divert.recvspace"] = "65536"
+    if "ipfw" in k.modules:
+        v["net.inet.ip.fw.enable"] = "1"
+        v["net.inet.ip.fw.default_to_accept"] = "0"
+        v["net.inet.ip.fw.verbose"] = "0"
+    if "pf" in k.modules:
+        v["net.pf.request_maxcount"] = "65535"
+    return v
+
+
+def _pcblist(k):
+    rows = []
+    for s in sorted(k.socks.values(), key=lambda x: (x.port or 0, x.id)):
+        if s.port is None or s.fake:
+            continue
+        rows.append({"inp_lport": s.port, "inp_laddr": "0.0.0.0", "xi_socket": "0x%x" % (0xfffff80000000000 + s.id * 0x100),
+                     "so_options": "0x%x" % (0x10000 if s.lb else 0), "pid": s.pid})
+    return rows
+
+
+def sysctl(k, argv, files, stdin):
+    nflag = False
+    names = []
+    for a in argv:
+        if a.startswith("-") and len(a) > 1:
+            nflag = nflag or "n" in a
+        else:
+            names.append(a)
+    table = _sysctls(k)
+    out, err, rc = [], [], 0
+    for n in names:
+        if "=" in n:
+            name, _, val = n.partition("=")
+            if name not in table:
+                err.append("sysctl: unknown oid '%s'\n" % name)
+                rc = 1
+                continue
+            out.append("%s: %s -> %s\n" % (name, table[name], val))
+            continue
+        if n == "net.inet.divert.pcblist" and "ipdivert" in k.modules:
+            # The real node is opaque (S,xinpgen/xinpcb records); the twin prints one JSON
+            # object per bound divert socket instead (see README).
+            body = "\n".join(json.dumps(r) for r in _pcblist(k))
+            out.append(body + "\n" if nflag else "%s: %s\n" % (n, body))
+            continue
+        if n == "net.inet.divert.stats" and "ipdivert" in k.modules:
+            d = k.divstat
+            body = "diverted=%d noport=%d outbound=%d inbound=%d" % (d["diverted"], d["noport"], d["outbound"], d["inbound"])
+            out.append(body + "\n" if nflag else "%s: %s\n" % (n, body))
+            continue
+        hits = {x: y for x, y in table.items() if x == n or x.startswith(n + ".")}
+        if not hits:
+            err.append("sysctl: unknown oid '%s'\n" % n)
+            rc = 1
+            continue
+        for x, y in sorted(hits.items()):
+            out.append(y + "\n" if nflag else "%s: %s\n" % (x, y))
+    return rc, "".join(out), "".join(err)
+
+
+def netstat(k, argv, files, stdin):
+    if "-s" in argv and "divert" in argv:
+        if "ipdivert" not in k.modules:
+            return 1, "", "netstat: divert: protocol not available\n"
+        d = k.divstat
+        return 0, ("divert:\n\t%d packet%s diverted\n\t%d packet%s dropped, no socket bound to port (noport)\n"
+                   "\t%d packet%s reinjected outbound\n\t%d packet%s reinjected inbound\n") % (
+            d["diverted"], "s" if d["diverted"] != 1 else "", d["noport"], "s" if d["noport"] != 1 else "",
+            d["outbound"], "s" if d["outbound"] != 1 else "", d["inbound"], "s" if d["inbound"] != 1 else ""), ""
+    return 1, "", "netstat: only 'netstat -s -p divert' is modelled by the twin\n"
+
+
+# ---------------------------------------------------------------------------- sockstat
+def sockstat(k, argv, files, stdin):
+    fmt = "text"
+    args = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--libxo"):
+            if "=" in a:
+                fmt = a.split("=", 1)[1]
+            else:
+                fmt = argv[i + 1]
+                i += 1
+        else:
+            args.append(a)
+        i += 1
+    fmt = fmt.split(",")[0].lstrip(":")
+    try:
+        opts, rest = getopt.getopt(args, "46ACcfIij:Llnp:P:qSsUuvw")
+    except getopt.GetoptError:
+        return 1, "", "usage: sockstat [--libxo] [-46ACcfIiLlnqSsUuvw] [-j jid] [-p ports]\n                [-P protocols]\n"
+    o = dict(opts)
+    protos = o.get("-P", "sctp,tcp,udp,divert").split(",")
+    ports = None
+    if "-p" in o:
+        ports = set()
+        for part in o["-p"].split(","):
+            lo, _, hi = part.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                return 1, "", "sockstat: syntax error in port range\n"
+            ports.update(range(int(lo), int(hi or lo) + 1))
+    rows = []
+    only6 = "-6" in o and "-4" not in o
+    if "divert" in protos and not only6 and "-l" not in o:
+        for s in sorted(k.socks.values(), key=lambda x: (x.pid, x.fd)):
+            if s.port is None or s.fake:
+                continue
+            if ports is not None and s.port not in ports:
+                continue
+            rows.append(s)
+    if fmt == "json":
+        sock = [{"user": "root", "command": s.comm, "pid": s.pid, "fd": s.fd, "proto": "div4",
+                 "local": {"address": "*", "port": str(s.port)},
+                 "foreign": {"address": "*", "port": "*"}} for s in rows]
+        return 0, json.dumps({"__version": "1", "sockstat": {"socket": sock}}) + "\n", ""
+    cw = {"user": 4, "command": 10, "pid": max([3] + [len(str(s.pid)) for s in rows]),
+          "fd": max([2] + [len(str(s.fd)) for s in rows]), "proto": 5}
+    out = []
+    if "-q" not in o:
+        out.append("%-*s %-*s %*s %*s %-*s %-*s %-*s\n" % (cw["user"], "USER", cw["command"], "COMMAND", cw["pid"], "PID",
+                                                         cw["fd"], "FD", cw["proto"], "PROTO", 21, "LOCAL ADDRESS", 21, "FOREIGN ADDRESS"))
+    for s in rows:
+        out.append("%-*s %-*.10s %*d %*d %-*s %-*s %-*s\n" % (cw["user"], "root", cw["command"], s.comm, cw["pid"], s.pid,
+                                                            cw["fd"], s.fd, cw["proto"], "div4", 21, "*:%d" % s.port, 21, "*:*"))
+    return 0, "".join(out), ""
+
+
+# ---------------------------------------------------------------------------- kld
+def _modname(a):
+    n = a.rsplit("/", 1)[-1]
+    return n[:-3] if n.endswith(".ko") else n
+
+
+def kldload(k, argv, files, stdin):
+    flags = [a for a in argv if a.startswith("-")]
+    names = [a for a in argv if not a.startswith("-")]
+    nflag = any("n" in f for f in flags)
+    vflag = any("v" in f for f in flags)
+    out, err = [], []
+    for a in names:
+        m = _modname(a)
+        if m not in MODFILES:
+            return 1, "".join(out), "kldload: can't load %s: No such file or directory\n" % a
+        if m in k.modules:
+            if nflag:
+                continue
+            return 1, "".join(out), "kldload: can't load %s: module already loaded or in kernel\n" % a
+        k.load_module(m)
+        if vflag:
+            out.append("Loaded %s, id=%d\n" % (a, 2 + sorted(MODFILES).index(m)))
+    return 0, "".join(out), ""
+
+
+def kldunload(k, argv, files, stdin):
+    names = [a for a in argv if not a.startswith("-")]
+    for a in names:
+        m = _modname(a)
+        if m not in k.modules:
+            return 1, "", "kldunload: can't find file %s\n" % a
+        if m == "ipdivert" and k.socks:
+            return 1, "", "kldunload: can't unload file: Device busy\n"
+        k.modules.discard(m)
+        if m == "pf":
+            k.pf_enabled = False
+            k.pf_main, k.pf_anchors, k.pf_states = [], {}, {}
+            k.pf_since = 0
+        if m == "ipfw":
+            k.ipfw_rules = []
+    return 0, "", ""
+
+
+def kldstat(k, argv, files, stdin):
+    try:
+        opts, rest = getopt.getopt(argv, "dhi:m:n:qv")
+    except getopt.GetoptError:
+        return 1, "", "usage: kldstat [-dhqv] [-i id] [-n filename]\n       kldstat [-dq] [-m modname]\n"
+    o = dict(opts)
+    q = "-q" in o
+    mods = sorted(k.modules, key=lambda m: k.mod_order.index(m) if m in k.mod_order else 99)
+    if "-m" in o:
+        m = o["-m"]
+        if m not in k.modules:
+            return 1, "", "" if q else "kldstat: can't find module %s: No such file or directory\n" % m
+        if q:
+            return 0, "", ""
+        return 0, "Id  Refs Name\n%3d %4d %s\n" % (2 + mods.index(m), 1, m), ""
+    if "-n" in o:
+        m = _modname(o["-n"])
+        if m not in k.modules:
+            return 1, "", "" if q else "kldstat: can't find file %s: No such file or directory\n" % o["-n"]
+        if q:
+            return 0, "", ""
+        mods = [m]
+    lines = ["Id Refs Address                Size Name\n",
+             " 1   %2d 0xffffffff80200000  1f4a1b0 kernel\n" % (20 + len(k.modules))]
+    for i, m in enumerate(sorted(k.modules, key=lambda m: k.mod_order.index(m))):
+        if m in mods:
+            lines.append("%2d %4d 0xffffffff%08x %8x %s\n" % (i + 2, 1, 0x82a00000 + i * 0x40000, 0x3000 + i * 0x1000, MODFILES[m]))
+    return 0, "".join(lines), ""
