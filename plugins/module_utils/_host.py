@@ -61,6 +61,10 @@ class HostError(Exception):
         self.details = details
 
 
+class IpfwNotRunning(HostError):
+    """ipfw.ko is not loaded: there are no ipfw rules to read, and none can be loaded."""
+
+
 class GroupTimeout(HostError):
     """Divert groups did not become whole in time."""
 
@@ -781,7 +785,20 @@ class IpfwBackend:
             _unlink(path)
 
     def list_output(self):
-        return self.host.run_ok(["ipfw", "-S", "list"], "listing ipfw rules")
+        rc, out, err = self.host.run(["ipfw", "-S", "list"])
+        if rc != 0 and "Protocol not available" in err:
+            # ipfw.ko absent (ENOPROTOOPT from the IP_FW3 sockopt). Loading it here would apply its
+            # default rule, which denies everything unless the operator chose otherwise at boot:
+            # enabling ipfw is the operator's decision, not a side effect of a divert rollout.
+            raise IpfwNotRunning(
+                "ipfw is not running on %s (ipfw.ko is not loaded): enable it with your own ruleset first "
+                "(firewall_enable=YES and firewall_script or firewall_type in rc.conf, then service ipfw "
+                "start); divert.fleet does not start ipfw, whose default rule denies all traffic" % self.host.name,
+                command="ipfw -S list", rc=rc, stderr=err)
+        if rc != 0:
+            raise HostError("listing ipfw rules failed on %s: `ipfw -S list` exited %d: %s"
+                            % (self.host.name, rc, (err or out).strip()), command="ipfw -S list", rc=rc, stderr=err)
+        return out
 
     def loaded_text(self):
         return "\n".join(line for line in self.list_output().splitlines()
@@ -825,7 +842,10 @@ class IpfwBackend:
                          "deleting ipfw set %d" % self.rule_set)
 
     def withdraw_ports(self, ports, check_mode=False):
-        listing = self.list_output()
+        try:
+            listing = self.list_output()
+        except IpfwNotRunning:
+            return []  # without ipfw nothing diverts: there is nothing to withdraw
         withdrawn = [line.strip() for line in listing.splitlines()
                      if re.match(r"^\d+\s+set\s+%d\s" % self.rule_set, line.strip())
                      and ipfw_divert_ports(line) & set(ports)]

@@ -18,6 +18,9 @@ def _oserror(e):
     return OSError(e, os.strerror(e))
 
 
+DETACHED = {}  # descriptor -> DivertSocket, for socket(..., fileno=fd) re-wrapping
+
+
 class DivertSocket:
     def __init__(self, family, type_, proto_):
         if type_ not in (socket.SOCK_RAW, int(socket.SOCK_RAW)):
@@ -132,7 +135,12 @@ class DivertSocket:
             self._c.close()
 
     def detach(self):
-        return self._c.detach()
+        # A program may wrap a divert socket's descriptor in a socket object of another family
+        # (e.g. AF_INET, so that Python parses the sockaddr_in that divert uses): the descriptor
+        # is still this divert socket. The shim hands this object back for it.
+        fd = self._c.fileno()
+        DETACHED[fd] = self
+        return fd
 
     def __enter__(self):
         return self

@@ -90,7 +90,7 @@ def create_fs(root, name, flavour):
            '#!/bin/sh\n# twin host %s: run Python inside the host (its mount namespace)\n'
            'pid=$(cat %s 2>/dev/null)\n'
            '[ -n "$pid" ] || { echo "twin host %s is down" >&2; exit 1; }\n'
-           'exec nsenter -t "$pid" -m -- /usr/bin/env PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin '
+           'exec nsenter -t "$pid" -m -u -- /usr/bin/env PATH=/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin '
            '/usr/local/bin/python3 "$@"\n' % (name, os.path.join(hd, "kernel.pid"), name), 0o755)
     _write(os.path.join(hd, "host.json"), json.dumps({"name": name, "flavour": flavour, "dir": hd}))
 
@@ -112,7 +112,7 @@ def start(root, name, flavour):
     st = standins(root)
     r, w = os.pipe()
     log = open(os.path.join(hd, "kernel.log"), "ab")
-    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", real_python(), "-I", "-S",
+    p = subprocess.Popen(["unshare", "-m", "-u", "--propagation", "private", real_python(), "-I", "-S",
                           os.path.join(TWIN, "twinlib", "server.py"), hd, name, flavour, st, str(w)],
                          pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True, cwd="/")

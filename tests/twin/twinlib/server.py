@@ -362,6 +362,8 @@ def setup_mounts(hostdir, standins):
     ov("/etc", "/etc", "etc")
     ov("/usr/local", "/usr/local", "local")
     ov("/run", "/run", "run")
+    # /var/db (the boot gate's state, pkg's database) and /var/log are per host, as on FreeBSD.
+    ov("/var", "/var", "var")
     os.makedirs("/boot", exist_ok=True)
     subprocess.run(["mount", "--bind", os.path.join(fs, "boot"), "/boot"], check=True)
     # read-only overlays putting the command stand-ins first on FreeBSD's paths
@@ -377,6 +379,9 @@ def main():
     ready_fd = int(sys.argv[5]) if len(sys.argv) > 5 else None
     os.setsid() if os.getpid() != os.getsid(0) else None
     setup_mounts(hostdir, standins)
+    # The host's own UTS namespace (twinctl starts the kernel with unshare -u): gethostname(),
+    # `hostname` and `uname -n` name the twin host, as rc.conf's hostname= does at boot on FreeBSD.
+    socket.sethostname(name)
     os.chdir("/")
     srv = Server(hostdir, name, flavour)
     srv.serve(ready_fd)
