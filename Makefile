@@ -14,7 +14,7 @@ PYTHON_VERSION := 3.11
 # pytest-xdist workers: 0 runs the tests in one process, which is the quicker on a two-core
 # machine with the suite as it is; `make test PYTEST_WORKERS=auto` spreads them over every core.
 PYTEST_WORKERS ?= 0
-PYTEST_PATHS := $(wildcard tests/unit tests/twin/tests)
+PYTEST_PATHS := $(wildcard tests/unit tests/twin/tests tests/rollout)
 # Where ansible-test writes its results is tests/output/ (see tools/ansible-test.sh).
 ANSIBLE_TEST := tools/ansible-test.sh
 ANSIBLE_TEST_OPTIONS := --venv --python $(PYTHON_VERSION) --color no
@@ -24,7 +24,7 @@ ANSIBLE_TEST_OPTIONS := --venv --python $(PYTHON_VERSION) --color no
 help:
 	@echo 'make setup      create .venv (pinned tools, divert.fleet resolvable, .venv/bin/divert-fleet)'
 	@echo 'make test       everything CI runs: pytest, ansible-test sanity and units, ansible-lint'
-	@echo 'make demo       validate and plan the example fleet'
+	@echo 'make demo       validate, plan and roll out the example fleet on twin hosts under traffic'
 	@echo 'make bench      time divert-fleet validate against check-jsonschema on a large fleet'
 	@echo 'make pytest | sanity | units | lint   one part of make test'
 	@echo 'make build      build the collection artifact (divert-fleet-VERSION.tar.gz)'
@@ -56,8 +56,7 @@ lint: setup
 	$(BIN)/ansible-lint $$([[ -t 1 ]] || echo --nocolor)
 
 demo: setup
-	$(BIN)/divert-fleet validate examples/fleet.yml
-	$(BIN)/divert-fleet plan examples/fleet.yml
+	@tools/demo.sh
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

@@ -107,9 +107,20 @@ def rollout_summary(rendered, consumers_result=None, rules_result=None):
             "receiving": group["receiving"],
         })
     changed = [c["name"] for c in consumers_result.get("consumers", []) if c.get("changed")]
+    rules_loaded = len(rules_result.get("rules") or [])
+    text = ["%s, digest %s: %d rule%s loaded%s" % (
+        rendered["backend"], rendered["digest"][:12], rules_loaded, "" if rules_loaded == 1 else "s",
+        " (changed)" if rules_result.get("changed") else "")]
+    for port in ports:
+        text.append("port %d (%s): %s of %d sockets bound, %d receive flows" % (
+            port["port"], ", ".join(port["consumers"]), "?" if port["bound"] is None else port["bound"],
+            port["declared"], port["receiving"]))
+    if changed:
+        text.append("consumers changed: %s" % ", ".join(changed))
     return {
+        "text": text,
         "backend": rendered["backend"], "digest": rendered["digest"][:12], "ports": ports,
-        "rules_loaded": len(rules_result.get("rules") or []),
+        "rules_loaded": rules_loaded,
         "consumers_changed": changed, "rules_changed": bool(rules_result.get("changed")),
         "failed": bool(consumers_result.get("failed") or rules_result.get("failed")),
     }

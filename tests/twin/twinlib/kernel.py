@@ -69,8 +69,19 @@ class Group:
 
 
 class Event:
-    def __init__(self, port, count, what):
+    """A divert rule made live on `port` while the group there had `count` sockets.
+
+    It is incomplete if the group then grows while the rules stay live (sockets were still being
+    bound: the mapping of flows changes under them), or if the count declared for the port with
+    `twinctl expect` at the time of the load was larger. Once no rule diverts to the port any more
+    the event is closed: a group rebuilt after its rules were withdrawn does not make the earlier
+    load incomplete.
+    """
+
+    def __init__(self, port, count, what, expected=0):
         self.port, self.count, self.max_after, self.what = port, count, count, what
+        self.expected = expected
+        self.open = True
         self.t = time.time()
 
 
@@ -150,7 +161,7 @@ class Kernel:
         s.port, s.lb = port, lb
         size = self._group_size(port)
         for ev in self.events:
-            if ev.port == port and size > ev.max_after:
+            if ev.port == port and ev.open and size > ev.max_after:
                 ev.max_after = size
         return 0
 
@@ -230,13 +241,16 @@ class Kernel:
 
     def _note_change(self, before, touched, what):
         after = self.live_ports()
+        for ev in self.events:
+            if ev.port not in after:
+                ev.open = False
         for port in sorted((after - before) | (set(touched) & after)):
-            self.events.append(Event(port, self._group_size(port), what))
+            self.events.append(Event(port, self._group_size(port), what, self.expect.get(port, 0)))
 
     def incomplete_events(self):
         out = []
         for ev in self.events:
-            want = max(ev.max_after, self.expect.get(ev.port, 0))
+            want = max(ev.max_after, ev.expected)
             if ev.count < want:
                 out.append({"port": ev.port, "sockets_at_load": ev.count, "sockets_wanted": want,
                             "what": ev.what, "time": ev.t})

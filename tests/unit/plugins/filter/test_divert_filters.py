@@ -90,5 +90,10 @@ def test_rollout_summary_combines_render_and_module_results():
         {"port": 8400, "consumers": ["classifier"], "declared": 3, "bound": 2, "receiving": 3}]
     assert summary["rules_loaded"] == 3 and summary["consumers_changed"] == ["ips"]
     assert summary["rules_changed"] is False and summary["failed"] is False
+    assert summary["text"] == [
+        "pf, digest %s: 3 rules loaded" % host.digest()[:12],
+        "port 8010 (ips): 7 of 7 sockets bound, 7 receive flows",
+        "port 8400 (classifier): 2 of 3 sockets bound, 3 receive flows",
+        "consumers changed: ips"]
     with pytest.raises(AnsibleFilterError):
         rollout_summary({"plan": {}}, consumers, rules)
