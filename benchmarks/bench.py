@@ -6,6 +6,9 @@
    on the same generated 1,000-host fleet, whole processes, alternating.
 2. render: `divert-fleet render --out-dir` for all hosts, whole process, next to
    validation's time, and rules rendered per second.
+3. rollout: on ten twin hosts, a second (no-change) `divert.fleet.site` run against a
+   play of one `ansible.builtin.ping` per host, same inventory, alternating; the
+   ratio, and module executions per host counted at the hosts' interpreters.
 
 Run with `make bench`. Prints figures; asserts nothing.
 """
@@ -70,6 +73,112 @@ def generate(path, hosts=1000, seed=7):
         handle.write("\n".join(out) + "\n")
 
 
+TEN_HOSTS = """\
+version: 1
+consumers:
+  ips: {port: 8010, sockets: 15, service: suricata, ready_timeout: 60,
+        rc_vars: {suricata_divertport: "@PORT@", suricata_divert_listeners: "@SOCKETS@"}}
+  classifier: {port: 8400, sockets: 3, service: classifier, reference: true}
+profiles:
+  edge:
+    backend: pf
+    platform: opnsense
+    consumers: [ips, classifier]
+    rules:
+      - {name: inspect-web, consumer: ips, interface: igb0, protocol: tcp, to_ports: [80, 443]}
+      - {name: classify-dns, consumer: classifier, interface: igb0, protocol: [tcp, udp], to_ports: [53]}
+  lab:
+    backend: ipfw
+    platform: freebsd
+    consumers: [{name: ips, sockets: 1}]
+    rules:
+      - {name: inspect-lab, consumer: ips, interface: vtnet1, protocol: tcp, from: 10.20.0.0/16}
+hosts:
+%s"""
+
+
+def bench_rollout(rounds):
+    """No-change divert.fleet.site against one ping per host, on ten twin hosts."""
+    root = tempfile.mkdtemp(prefix="divert-fleet-bench-twin-")
+    twin = os.path.join(ROOT, "tests", "twin")
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
+    try:
+        spec = os.path.join(root, "fleet.yml")
+        with open(spec, "w") as handle:
+            handle.write(TEN_HOSTS % "".join("  fw-%02d: {profile: %s}\n" % (i, "lab" if i > 7 else "edge")
+                                             for i in range(1, 11)))
+        subprocess.run([sys.executable, os.path.join(twin, "fleetctl"), "up", "--root", root, "--spec", spec],
+                       check=True, stdout=subprocess.DEVNULL)
+        # Count module executions where they happen: each one starts the host's interpreter once.
+        import yaml
+        with open(os.path.join(root, "inventory.yml")) as handle:
+            inventory = yaml.safe_load(handle)
+        hosts = inventory["all"]["children"]["twin"]["hosts"]
+        calls = os.path.join(root, "calls")
+        os.makedirs(calls)
+        for name, host_vars in hosts.items():
+            wrapper = os.path.join(calls, name + ".python")
+            with open(wrapper, "w") as handle:
+                handle.write('#!/bin/sh\necho >> %s\nexec %s "$@"\n' % (
+                    os.path.join(calls, name), host_vars["ansible_python_interpreter"]))
+            os.chmod(wrapper, 0o755)
+            host_vars["ansible_python_interpreter"] = wrapper
+        counted = os.path.join(root, "counted.yml")
+        with open(counted, "w") as handle:
+            yaml.safe_dump(inventory, handle)
+        ping = os.path.join(root, "ping.yml")
+        with open(ping, "w") as handle:
+            handle.write("- name: Ping\n  hosts: twin\n  gather_facts: false\n  tasks:\n"
+                         "    - name: Ping\n      ansible.builtin.ping:\n")
+        playbook = os.path.join(BIN, "ansible-playbook")
+        site_cmd = [playbook, "divert.fleet.site", "-i", counted, "-e", "fleet_spec=%s" % spec]
+        ping_cmd = [playbook, ping, "-i", counted]
+
+        def run(command):
+            start = time.perf_counter()
+            result = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    universal_newlines=True)
+            elapsed = time.perf_counter() - start
+            if result.returncode != 0:
+                sys.exit("bench: %s failed:\n%s" % (" ".join(command[:2]), result.stdout[-3000:]))
+            return elapsed, result.stdout
+
+        def executions():
+            total = 0
+            for name in hosts:
+                path = os.path.join(calls, name)
+                if os.path.exists(path):
+                    with open(path) as handle:
+                        total += sum(1 for _line in handle)
+                    os.unlink(path)
+            return total / float(len(hosts))
+
+        first, _out = run(site_cmd)
+        executions()
+        site_times, ping_times, site_calls, ping_calls = [], [], [], []
+        for _round in range(rounds):
+            elapsed, out = run(site_cmd)
+            if "changed=0" not in out or any("changed=0" not in line for line in out.splitlines()
+                                             if "ok=" in line and "changed=" in line):
+                sys.exit("bench: the second divert.fleet.site run changed something:\n" + out[-3000:])
+            site_times.append(elapsed)
+            site_calls.append(executions())
+            elapsed, _out = run(ping_cmd)
+            ping_times.append(elapsed)
+            ping_calls.append(executions())
+        med_site, med_ping = statistics.median(site_times), statistics.median(ping_times)
+        print("rollout   first divert.fleet.site run on %d twin hosts: %.2f s" % (len(hosts), first))
+        print("rollout   no-change divert.fleet.site median %.2f s, %.1f module executions per host"
+              % (med_site, statistics.median(site_calls)))
+        print("rollout   ping play                 median %.2f s, %.1f module executions per host"
+              % (med_ping, statistics.median(ping_calls)))
+        print("rollout   ratio no-change site / ping = %.2fx (target <= 3x)" % (med_site / med_ping))
+    finally:
+        subprocess.run([sys.executable, os.path.join(twin, "twinctl"), "down", "--root", root],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def timed(command):
     start = time.perf_counter()
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -81,6 +190,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--no-rollout", action="store_true", help="skip the twin rollout benchmark (needs root)")
     args = parser.parse_args()
     divert_fleet = os.path.join(BIN, "divert-fleet")
     check_jsonschema = os.path.join(BIN, "check-jsonschema")
@@ -122,6 +232,8 @@ def main():
                                              rule_lines / med_render, med_render / med_ours))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if not args.no_rollout:
+        bench_rollout(max(3, args.rounds // 2))
 
 
 if __name__ == "__main__":

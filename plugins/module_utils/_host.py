@@ -308,6 +308,14 @@ def summarise(rows):
     return table
 
 
+def _try_read_divert_sockets(host):
+    """The divert socket table, or {} where it cannot be read (e.g. ipdivert not loaded yet)."""
+    try:
+        return read_divert_sockets(host)[0]
+    except HostError:
+        return {}
+
+
 def read_divert_sockets(host):
     """(table, source): bound divert sockets per port, as the kernel reports them.
 
@@ -970,9 +978,11 @@ def apply_rules(host, backend, rules, groups, state="present", platform="freebsd
                 backend.flush()
             result["actions"].append("withdrew %d rule(s)" % len(before))
     else:
-        backend.check(rules)
         wanted = backend.canonical(rules)
         if wanted != before:
+            # Only text that would be loaded needs the host's own syntax check; rules equal to the
+            # loaded ones were accepted by the kernel already.
+            backend.check(rules)
             ports = backend.divert_ports(rules)
             unknown = sorted(p for p in ports if p not in groups)
             if unknown:
@@ -1244,16 +1254,20 @@ def wanted_rc_vars(consumer):
     return wanted
 
 
-def ensure_ipdivert(host, check_mode):
+def ensure_ipdivert(host, check_mode, kld_list=None, sockets_bound=False):
     """fact: ipdivert.ko must be loaded (pf drops diverted packets without it, ipfw refuses divert
-    rules); at boot through kld_list (there is no ipdivert_enable)."""
+    rules); at boot through kld_list (there is no ipdivert_enable).
+
+    `sockets_bound`: the kernel already shows bound divert sockets, which exist only with
+    ipdivert loaded, so kldstat need not be asked. `kld_list`: the rc.conf value when the caller
+    has read it already."""
     changes = []
-    rc, _out, _err = host.run(["kldstat", "-q", "-m", "ipdivert"])
+    rc = 0 if sockets_bound else host.run(["kldstat", "-q", "-m", "ipdivert"])[0]
     if rc != 0:
         if not check_mode:
             host.run_ok(["kldload", "ipdivert"], "loading ipdivert.ko")
         changes.append("kldload ipdivert")
-    current = sysrc_values(host, ["kld_list"]).get("kld_list", "")
+    current = kld_list if kld_list is not None else sysrc_values(host, ["kld_list"]).get("kld_list", "")
     if "ipdivert" not in current.split():
         value = (current + " ipdivert").strip()
         if not check_mode:
@@ -1268,8 +1282,18 @@ def ensure_consumers(host, consumers, reference_program=None, backend=None, chec
     divert_rules next applies, which checks the group is whole first).
     """
     result = {"changed": False, "consumers": [], "withdrawn": [], "actions": []}
-    ipdivert = ensure_ipdivert(host, check_mode)
+    # One read of the kernel's divert sockets and one of rc.conf serve every decision below, so a
+    # run that changes nothing costs two commands.
+    table = _try_read_divert_sockets(host)
+    all_vars = ["kld_list"]
+    for consumer in consumers:
+        all_vars += sorted(wanted_rc_vars(consumer))
+    current_vars = sysrc_values(host, all_vars)
+    ipdivert = ensure_ipdivert(host, check_mode, kld_list=current_vars.get("kld_list", ""),
+                               sockets_bound=any(row.get("bound") for row in table.values()))
     result["actions"] += ipdivert
+    if ipdivert and not table:
+        table = _try_read_divert_sockets(host)
 
     previous = {}
     recorded = host.read_file(CONSUMERS_FILE)
@@ -1287,11 +1311,6 @@ def ensure_consumers(host, consumers, reference_program=None, backend=None, chec
         if program_changed:
             result["actions"].append("installed %s" % REFLECTOR_PATH)
 
-    all_vars = []
-    for consumer in consumers:
-        all_vars += sorted(wanted_rc_vars(consumer))
-    current_vars = sysrc_values(host, all_vars)
-    table, _source = read_divert_sockets(host)
     expected = {}
     for consumer in consumers:
         expected[int(consumer["port"])] = expected.get(int(consumer["port"]), 0) + int(consumer["sockets"])
@@ -1319,9 +1338,11 @@ def ensure_consumers(host, consumers, reference_program=None, backend=None, chec
         before_record = previous.get(name)
         config_changed = bool(var_changes) or script_changed or (consumer.get("reference") and program_changed) \
             or (before_record is not None and before_record != record)
-        rc, _o, _e = host.run(["service", service, "onestatus"])
-        running = rc == 0
         bound = table.get(port, {}).get("bound", 0)
+        if bound == expected[port] and not config_changed:
+            running = True  # the kernel shows the whole group bound: the service runs as configured
+        else:
+            running = host.run(["service", service, "onestatus"])[0] == 0
         if not running:
             action = "start"
         elif config_changed or bound != expected[port]:
