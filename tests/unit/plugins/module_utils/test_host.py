@@ -453,6 +453,19 @@ def test_consumers_first_run(tmp_path):
     again = ensure_consumers(host, CONSUMERS, "print('reflector')\n", PfBackend(host, "divert_fleet"))
     assert not again["changed"], again
     assert not [c for c in fake.log if c.startswith(("service divert_reflector start", "sysrc kld", "kldload"))]
+    # a run that changes nothing reads the kernel's sockets and rc.conf once each, nothing more
+    assert [c.split()[0] for c in fake.log] == ["sockstat", "sysrc"], fake.log
+
+
+def test_pf_no_change_costs_the_fewest_commands(tmp_path):
+    fake, host, backend = _pf(tmp_path, sockets=WHOLE, anchor_printed=PF_PRINTED, pf_conf='anchor "divert_fleet"\n',
+                              rc_conf={"pf_enable": "YES", "divert_fleet_enable": "YES"})
+    apply_rules(host, backend, PF_WANTED, GROUPS)
+    fake.log[:] = []
+    apply_rules(host, backend, PF_WANTED, GROUPS)
+    # no syntax check of text already loaded, no load: only reads
+    assert fake.log == ["pfctl -a divert_fleet -s rules", "pfctl -s rules", "sysrc -e pf_enable", "pfctl -s info",
+                        "sysrc -e divert_fleet_enable"]
 
 
 def test_changed_consumer_restarts_only_after_its_rules_are_withdrawn(tmp_path):
