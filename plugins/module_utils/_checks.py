@@ -228,47 +228,52 @@ def _ipfw_lines(rule):
     return len([p for p in rule.protocols if p != "any"]) or 1
 
 
-def family_mismatch(doc, fleet):
-    """Addresses that are malformed (schema) or of the other family (family-mismatch)."""
+def _distinct_rules(fleet):
+    """Each rule of the spec once, though a profile's rules appear on every host that takes it."""
     seen = set()
     for host in fleet.hosts.values():
         for rule in host.rules:
-            if rule.path in seen:
-                continue
-            seen.add(rule.path)
-            for key, addresses in (("from", rule.sources), ("to", rule.destinations)):
-                raw = _dict(_at(doc.data, rule.path)).get(key)
-                for index, address in enumerate(addresses):
-                    if address == "any":
-                        continue
-                    path = rule.path + ((key, index) if isinstance(raw, list) else (key,))
-                    try:
-                        network = ipaddress.ip_network(address, strict=False)
-                    except ValueError:
+            if rule.path not in seen:
+                seen.add(rule.path)
+                yield rule
+
+
+def family_mismatch(doc, fleet):
+    """Addresses that are malformed (schema) or of the other family (family-mismatch)."""
+    for rule in _distinct_rules(fleet):
+        for key, addresses in (("from", rule.sources), ("to", rule.destinations)):
+            raw = _dict(_at(doc.data, rule.path)).get(key)
+            for index, address in enumerate(addresses):
+                if address == "any":
+                    continue
+                path = rule.path + ((key, index) if isinstance(raw, list) else (key,))
+                try:
+                    network = ipaddress.ip_network(address, strict=False)
+                except ValueError:
+                    yield doc.diagnostic(
+                        "schema", path,
+                        "%s is not an IP address or CIDR prefix; write e.g. 10.0.0.0/8, 192.0.2.1 or "
+                        "2001:db8::/32" % json.dumps(address))
+                    continue
+                if "/" in address and network.network_address != ipaddress.ip_address(address.split("/")[0]):
+                    yield doc.diagnostic(
+                        "schema", path,
+                        "%s has host bits set; the prefix is %s" % (json.dumps(address), network.with_prefixlen))
+                wanted = 4 if rule.family == "inet" else 6
+                if rule.family in ("inet", "inet6") and network.version != wanted:
+                    yield doc.diagnostic(
+                        "family-mismatch", path,
+                        "rule %s is family %s but %s is an IPv%d address; use family: %s or an IPv%d address" % (
+                            json.dumps(rule.name), rule.family, address, network.version,
+                            "inet" if network.version == 4 else "inet6", wanted))
+        for key, ports in (("from_ports", rule.from_ports), ("to_ports", rule.to_ports)):
+            for index, port in enumerate(ports):
+                if isinstance(port, str) and ":" in port:
+                    low, high = (int(part) for part in port.split(":"))
+                    if not (1 <= low <= high <= 65535):
                         yield doc.diagnostic(
-                            "schema", path,
-                            "%s is not an IP address or CIDR prefix; write e.g. 10.0.0.0/8, 192.0.2.1 or "
-                            "2001:db8::/32" % json.dumps(address))
-                        continue
-                    if "/" in address and network.network_address != ipaddress.ip_address(address.split("/")[0]):
-                        yield doc.diagnostic(
-                            "schema", path,
-                            "%s has host bits set; the prefix is %s" % (json.dumps(address), network.with_prefixlen))
-                    wanted = 4 if rule.family == "inet" else 6
-                    if rule.family in ("inet", "inet6") and network.version != wanted:
-                        yield doc.diagnostic(
-                            "family-mismatch", path,
-                            "rule %s is family %s but %s is an IPv%d address; use family: %s or an IPv%d address" % (
-                                json.dumps(rule.name), rule.family, address, network.version,
-                                "inet" if network.version == 4 else "inet6", wanted))
-            for key, ports in (("from_ports", rule.from_ports), ("to_ports", rule.to_ports)):
-                for index, port in enumerate(ports):
-                    if isinstance(port, str) and ":" in port:
-                        low, high = (int(part) for part in port.split(":"))
-                        if not (1 <= low <= high <= 65535):
-                            yield doc.diagnostic(
-                                "schema", rule.path + (key, index),
-                                "port range %s must be lo:hi with 1 <= lo <= hi <= 65535" % json.dumps(port))
+                            "schema", rule.path + (key, index),
+                            "port range %s must be lo:hi with 1 <= lo <= hi <= 65535" % json.dumps(port))
 
 
 def _at(data, path):
@@ -369,19 +374,14 @@ def unused_consumer(doc, fleet):
 
 
 def divert_all(doc, fleet):
-    seen = set()
-    for host in fleet.hosts.values():
-        for rule in host.rules:
-            if rule.path in seen:
-                continue
-            seen.add(rule.path)
-            if (rule.protocols == ("any",) and not rule.interface and rule.sources == ("any",)
-                    and rule.destinations == ("any",)):
-                yield doc.diagnostic(
-                    "divert-all", rule.path,
-                    "rule %s diverts every packet of every interface (no protocol, no interface, any to any), "
-                    "including the firewall's own management traffic; narrow it with interface, protocol or "
-                    "addresses" % json.dumps(rule.name))
+    for rule in _distinct_rules(fleet):
+        if (rule.protocols == ("any",) and not rule.interface and rule.sources == ("any",)
+                and rule.destinations == ("any",)):
+            yield doc.diagnostic(
+                "divert-all", rule.path,
+                "rule %s diverts every packet of every interface (no protocol, no interface, any to any), "
+                "including the firewall's own management traffic; narrow it with interface, protocol or "
+                "addresses" % json.dumps(rule.name))
 
 
 ERROR_CHECKS = (unknown_profile, unknown_consumer, host_complete, duplicate_rule, socket_limit, port_unbound,

@@ -96,6 +96,8 @@ options:
     description: The ipfw spare set used to reload the set without a port's rules.
     type: int
     default: 6
+extends_documentation_fragment:
+  - divert.fleet._onhost
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -105,13 +107,6 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The managed rc.conf variables before and after.
-  idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
-  platform:
-    support: full
-    platforms: freebsd
-    description: FreeBSD and OPNsense hosts.
 seealso:
   - module: divert.fleet.divert_sockets
   - module: divert.fleet.divert_rules

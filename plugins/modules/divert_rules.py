@@ -96,6 +96,8 @@ options:
     description: Seconds the boot gate waits for the groups at boot before giving up (rules stay empty).
     type: int
     default: 300
+extends_documentation_fragment:
+  - divert.fleet._onhost
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -106,13 +108,6 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The loaded and the wanted rules, in the canonical form.
-  idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
-  platform:
-    support: full
-    platforms: freebsd
-    description: FreeBSD and OPNsense hosts.
 notes:
   - The ipfw backend does not enable ipfw itself (C(firewall_enable)); on OPNsense ipfw runs only
     with captive portal or the shaper, and its template flushes rules added by hand.

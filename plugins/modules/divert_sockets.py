@@ -38,6 +38,8 @@ options:
       - Seconds to wait for O(wait_for) before failing.
     type: int
     default: 60
+extends_documentation_fragment:
+  - divert.fleet._onhost
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -47,13 +49,6 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
-  platform:
-    support: full
-    platforms: freebsd
-    description: FreeBSD and OPNsense hosts with C(ipdivert.ko).
 notes:
   - Needs root to see every process's sockets.
 seealso:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from unittest.mock import MagicMock
 
@@ -12,40 +11,19 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 
+from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import base
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "..", ".."))
 EXAMPLES = os.path.join(ROOT, "examples")
 FLEET = os.path.join(EXAMPLES, "fleet.yml")
 BROKEN = os.path.join(EXAMPLES, "broken.yml")
 
-# A small valid spec: a pf host from a profile and an ipfw host of its own.
-SPEC = {
-    "version": 1,
-    "consumers": {
-        "ids": {"port": 9000, "sockets": 3, "service": "suricata"},
-        "appid": {"port": 9100, "sockets": 1, "service": "appidd"},
-    },
-    "profiles": {
-        "edge": {
-            "backend": "pf",
-            "platform": "freebsd",
-            "consumers": ["ids"],
-            "rules": [{"name": "web", "consumer": "ids", "interface": "em0", "protocol": "tcp", "to_ports": [80]}],
-        },
-    },
-    "hosts": {
-        "fw1": {"profile": "edge"},
-        "fw2": {
-            "backend": "ipfw", "platform": "freebsd", "consumers": ["appid"],
-            "rules": [{"name": "dns", "consumer": "appid", "protocol": "udp", "to_ports": [53]}],
-        },
-    },
-}
-
 
 def spec(**changes):
-    """A copy of SPEC; `ids_sockets=4` gives it a warning only (lb-degenerate: 4 has a factor of 2)."""
-    data = copy.deepcopy(SPEC)
+    """A copy of the module_utils tests' small valid spec (a pf host from a profile, an ipfw host of its
+    own); `ids_sockets=4` gives it a warning only (lb-degenerate: 4 has a factor of 2)."""
+    data = base()
     if "ids_sockets" in changes:
         data["consumers"]["ids"]["sockets"] = changes["ids_sockets"]
     if "bad_port" in changes:
