@@ -709,8 +709,22 @@ class PfBackend:
     def __init__(self, host, anchor):
         self.host = host
         self.anchor = anchor
+        self.module_loaded = True  # until pfctl says /dev/pf is missing
+
+    def ensure_module(self, check_mode):
+        """fact: pf.ko may not be loaded on a fresh FreeBSD host (no /dev/pf). Loading it does not
+        filter anything until `pfctl -e`, and pf's default is to pass, so it is safe to load here;
+        rc.conf's pf_enable loads it at boot."""
+        if self.module_loaded:
+            return []
+        if not check_mode:
+            self.host.run_ok(["kldload", "pf"], "loading pf.ko")
+            self.module_loaded = True
+        return ["kldload pf"]
 
     def check(self, text):
+        if not self.module_loaded:
+            return  # check mode on a host without pf.ko: pfctl cannot parse without /dev/pf
         path = self.host.scratch_file(text)
         try:
             self.host.run_ok(["pfctl", "-o", "none", "-a", self.anchor, "-nf", path],
@@ -721,6 +735,9 @@ class PfBackend:
     def loaded_text(self):
         rc, out, err = self.host.run(["pfctl", "-a", self.anchor, "-s", "rules"])
         if rc != 0:
+            if "/dev/pf" in err:  # pf.ko not loaded: no anchor can hold anything
+                self.module_loaded = False
+                return ""
             # An anchor nothing was ever loaded into does not exist yet: pfctl fails with EINVAL.
             if "Invalid argument" in err or "No such file" in err:
                 return ""
@@ -781,6 +798,10 @@ class IpfwBackend:
         if rule_set == spare_set or 31 in (rule_set, spare_set):
             raise HostError("ipfw set %d and spare set %d must differ and not be 31 (flush spares set 31)"
                             % (rule_set, spare_set))
+
+    def ensure_module(self, check_mode):
+        """ipfw is never started here: its default rule denies everything (see list_output)."""
+        return []
 
     def check(self, text):
         lines = ipfw_add_lines(text, self.rule_set, self.spare_set)
@@ -980,6 +1001,7 @@ def apply_rules(host, backend, rules, groups, state="present", platform="freebsd
     else:
         wanted = backend.canonical(rules)
         if wanted != before:
+            result["actions"] += backend.ensure_module(check_mode)
             # Only text that would be loaded needs the host's own syntax check; rules equal to the
             # loaded ones were accepted by the kernel already.
             backend.check(rules)

@@ -31,7 +31,7 @@ def run(capsys, *argv):
 def test_valid_spec_text(capsys):
     code, out, _err = run(capsys, "validate", FLEET)
     assert code == 0
-    assert out.strip().endswith("valid: 0 errors, 0 warnings (3 hosts, 2 consumers, 7 rules)")
+    assert out.strip().endswith("valid: 0 errors, 0 warnings (4 hosts, 2 consumers, 8 rules)")
 
 
 def test_invalid_spec_text_lines_are_compiler_style(capsys):
@@ -121,7 +121,7 @@ def test_render_out_dir_writes_every_host(capsys, tmp_path):
     code, out, _err = run(capsys, "render", FLEET, "--out-dir", str(tmp_path / "rules"))
     assert code == 0
     assert sorted(os.listdir(str(tmp_path / "rules"))) == [
-        "fw-edge-01.pf.conf", "fw-edge-02.pf.conf", "fw-lab-01.ipfw.rules"]
+        "fw-branch-01.pf.conf", "fw-edge-01.pf.conf", "fw-edge-02.pf.conf", "fw-lab-01.ipfw.rules"]
 
 
 def test_plan_text_and_json(capsys):
@@ -129,7 +129,7 @@ def test_plan_text_and_json(capsys):
     assert code == 0 and "wait until the kernel shows 15 sockets bound on port 8010" in out
     code, out, _err = run(capsys, "plan", FLEET, "--format", "json")
     plans = json.loads(out)["hosts"]
-    assert [p["host"] for p in plans] == ["fw-edge-01", "fw-edge-02", "fw-lab-01"]
+    assert [p["host"] for p in plans] == ["fw-edge-01", "fw-edge-02", "fw-branch-01", "fw-lab-01"]
 
 
 def test_schema_is_a_valid_2020_12_schema():

@@ -510,3 +510,26 @@ def test_consumer_wait_timeout_names_the_group(tmp_path):
     host = fake.host(tmp_path)
     with pytest.raises(GroupTimeout, match="port 8000: 3 socket.s. declared, 0 bound"):
         ensure_consumers(host, CONSUMERS, "v1\n", None)
+
+
+def test_pf_module_loaded_before_the_first_check_on_a_fresh_freebsd(tmp_path):
+    fake, host, backend = _pf(tmp_path, sockets=WHOLE)
+    fake.fail["pfctl -a divert_fleet -s rules"] = (1, "", "pfctl: /dev/pf: No such file or directory\n")
+    loaded = []
+
+    def kldload_pf(_argv):
+        loaded.append(True)
+        fake.fail.pop("pfctl -a divert_fleet -s rules")
+    fake.on["kldload pf"] = kldload_pf
+    result = apply_rules(host, backend, PF_WANTED, GROUPS)
+    assert loaded and "kldload pf" in result["actions"]
+    assert fake.index("kldload pf") < fake.index("pfctl -o none -a divert_fleet -nf")
+    assert fake.loaded_files == [PF_WANTED]
+
+
+def test_pf_module_not_loaded_in_check_mode(tmp_path):
+    fake, host, backend = _pf(tmp_path, sockets=WHOLE)
+    fake.fail["pfctl -a divert_fleet -s rules"] = (1, "", "pfctl: /dev/pf: No such file or directory\n")
+    result = apply_rules(host, backend, PF_WANTED, GROUPS, check_mode=True)
+    assert "kldload pf" in result["actions"] and result["changed"]
+    assert not fake.commands("kldload") and not fake.commands("pfctl -o none -a divert_fleet -nf")
