@@ -360,11 +360,19 @@ def describe_incomplete(host_name, missing):
 def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0):
     """Poll until every port has exactly its expected bound sockets; return the socket table.
 
-    Raises GroupTimeout naming host, port, expected and bound counts. Exact, not at least:
-    I1 wants the group to be exactly the declared size (more sockets would be a foreign member).
+    `timeout` is seconds for every port, or a mapping port -> seconds (each consumer's
+    `ready_timeout`). Raises GroupTimeout, as soon as a port that is still incomplete is past its
+    own timeout, naming host, port, expected and bound counts. Exact, not at least: I1 wants the
+    group to be exactly the declared size (more sockets would be a foreign member).
     """
     expected = dict((int(port), int(count)) for port, count in expected.items())
-    deadline = host.clock() + timeout
+    if isinstance(timeout, dict):
+        limits = dict((int(port), float(seconds)) for port, seconds in timeout.items())
+        default = max(limits.values()) if limits else 60.0
+    else:
+        limits, default = {}, float(timeout)
+    start = host.clock()
+    deadlines = dict((port, start + limits.get(port, default)) for port in expected)
     polls = 0
     while True:
         table, source = read_divert_sockets(host)
@@ -372,13 +380,21 @@ def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0):
         missing = incomplete_groups(table, expected)
         if not missing:
             return table, source, polls
-        if host.clock() >= deadline:
+        now = host.clock()
+        late = [m for m in missing if now >= deadlines[m[0]]]
+        if late:
+            waited = max(deadlines[p] - start for p, _e, _b in late)
             raise GroupTimeout(
-                "divert groups not whole after %ss: %s" % (timeout, describe_incomplete(host.name, missing)),
-                host=host.name, timeout=timeout, sockets=_json_table(table),
+                "divert groups not whole after %ss: %s" % (_seconds(waited), describe_incomplete(host.name, missing)),
+                host=host.name, timeout=_seconds(waited), sockets=_json_table(table),
                 incomplete=[{"port": p, "expected": e, "bound": b} for p, e, b in missing])
-        host.sleep(min(interval, max(0.0, deadline - host.clock())))
+        next_deadline = min(deadlines[p] for p, _e, _b in missing)
+        host.sleep(min(interval, max(0.0, next_deadline - now)))
         interval = min(interval * 2, max_interval)
+
+
+def _seconds(value):
+    return int(value) if float(value).is_integer() else round(value, 1)
 
 
 def _json_table(table):
@@ -1394,8 +1410,12 @@ def ensure_consumers(host, consumers, reference_program=None, backend=None, chec
             host.run_ok(["service", service, verb], "%s of service %s" % (verb, service))
 
     if not check_mode and expected and (touched_ports or incomplete_groups(table, expected)):
-        timeout = max(int(c.get("ready_timeout") or 60) for c in consumers)
-        table, _source, _polls = wait_for_groups(host, expected, timeout)
+        # Each group waits as long as the slowest of its consumers may take (their ready_timeout).
+        timeouts = {}
+        for consumer in consumers:
+            port = int(consumer["port"])
+            timeouts[port] = max(timeouts.get(port, 0), int(consumer.get("ready_timeout") or 60))
+        table, _source, _polls = wait_for_groups(host, expected, timeouts)
 
     new_records = dict(previous)
     for plan in plans:

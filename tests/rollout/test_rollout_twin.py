@@ -125,6 +125,10 @@ def test_resize_withdraws_rules_before_restarting_the_group(fleet):
     state = report(root)
     assert state["withdraw_violations"] == 0
     assert state["incomplete_loads"] == 0
+    # Not asserted: dropped_noport on port 8400. Withdrawing the rules stops new flows from being
+    # diverted, but pf states keep their rule, so packets of flows established before the
+    # withdrawal still go to 8400 while its group restarts. Moving a resized group to a new port
+    # (invariant I5) is what avoids that; this simple form of I2 does not.
     sockets = json.loads(on_host(root, "fw-edge-01", "sockstat", "-4", "-P", "divert", "--libxo", "json"))
     assert "8400" in json.dumps(sockets)
     rules = on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules")
@@ -136,8 +140,11 @@ def test_reboot_loads_rules_only_after_the_consumers_are_bound(fleet, host):
     """I3: after a reboot the divert rules stay empty until the boot gate sees every group whole."""
     root, _spec = fleet
     show = ("pfctl", "-a", "divert_fleet", "-s", "rules") if host != "fw-lab-01" else ("ipfw", "list")
+    before = report(root)["hosts"][host]
     twinctl(root, "reboot", "--host", host)
     wait_until(lambda: "divert" in on_host(root, host, *show), what="the boot gate to load %s's rules" % host)
-    state = report(root)
-    assert state["hosts"][host]["incomplete_loads"] == 0, state["hosts"][host].get("incomplete_load_details")
-    assert state["dropped_noport"] == 0 and state["dropped_hole"] == 0
+    after = report(root)["hosts"][host]
+    assert after["incomplete_loads"] == before["incomplete_loads"], after.get("incomplete_load_details")
+    for counter in ("dropped_noport", "dropped_hole", "flows_remapped"):
+        assert after[counter] == before[counter], (counter, before[counter], after[counter])
+    assert after["diverted"] > before["diverted"]  # traffic is diverted again once the gate has loaded the rules

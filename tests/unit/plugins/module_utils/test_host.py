@@ -136,6 +136,15 @@ def test_wait_for_groups_times_out_with_host_port_counts(tmp_path):
     assert info.value.details["incomplete"][0] == {"port": 8000, "expected": 3, "bound": 2}
 
 
+def test_wait_for_groups_gives_each_port_its_own_timeout(tmp_path):
+    fake = FakeFreeBSD(sockets=WHOLE[:3])  # port 8000 whole, 8100 never binds
+    host = fake.host(tmp_path)
+    with pytest.raises(GroupTimeout) as info:
+        wait_for_groups(host, GROUPS, timeout={8000: 90, 8100: 5})
+    assert "after 5s" in info.value.message and "port 8100: 1 socket(s) declared, 0 bound" in info.value.message
+    assert 5 <= host.clock() < 7  # gave up at 8100's own limit, not 8000's 90 s
+
+
 def test_wait_for_groups_wants_exactly_the_count(tmp_path):
     fake = FakeFreeBSD(sockets=WHOLE + [(8100, 5000, "intruder")])
     with pytest.raises(GroupTimeout, match="port 8100: 1 socket.s. declared, 2 bound"):
