@@ -233,7 +233,7 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_rollout:
-        bench_rollout(max(3, args.rounds // 2))
+        bench_rollout(max(3, args.rounds))
 
 
 if __name__ == "__main__":
