@@ -26,8 +26,8 @@ description:
   - A spec file is validated once per worker process and file version (path, modification time and
     size), so a task that loops over many hosts of one spec validates it once. Ansible runs each host's
     task in a worker process of its own, so a play over many hosts validates the spec once per host;
-    for very large fleets, loop over the hosts in one task (as the C(divert.fleet.render) playbook does)
-    or use M(divert.fleet.validate) once and pass each host's resolved spec to the filters.
+    for large fleets, render every host in one task with O(all_hosts=true) (as the C(divert.fleet.site)
+    and C(divert.fleet.render) playbooks do) and give each host its slice of RV(hosts).
   - Never changes anything; RV(ignore:changed) is always C(false).
 options:
   host:
