@@ -7,8 +7,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The options of divert.fleet.validate and divert.fleet.render; their argument spec is
-    # plugins/plugin_utils/_fleet_spec.py (SPEC_ARGUMENT_SPEC).
+    # The options and common attributes of divert.fleet.validate and divert.fleet.render; their
+    # argument spec is plugins/plugin_utils/_fleet_spec.py (SPEC_ARGUMENT_SPEC).
     DOCUMENTATION = r"""
 options:
   spec:
@@ -41,4 +41,24 @@ notes:
     the collection's README.
 requirements:
   - PyYAML and jsonschema on the controller (see the collection's C(requirements.txt)).
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  become:
+    support: none
+  check_mode:
+    support: full
+    details: Reads the spec only, so it runs unchanged in check mode.
+  connection:
+    support: none
+    details: Runs on the controller and never connects to the host.
+  diff_mode:
+    support: none
+  idempotent:
+    description: Running the task twice gives the same result and changes nothing.
+    support: full
+  platform:
+    platforms: all
 """

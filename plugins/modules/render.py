@@ -51,30 +51,11 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  become:
-    support: none
   bypass_host_loop:
     support: none
-  check_mode:
-    support: full
-    details: Reads the spec only, so it runs unchanged in check mode.
-  connection:
-    support: none
-    details: Runs on the controller and never connects to the host.
   delegation:
     support: none
     details: Always runs on the controller; with C(delegate_to) the default O(host) is still the inventory host the task runs for.
-  diff_mode:
-    support: none
-  idempotent:
-    description: Running the task twice gives the same result and changes nothing.
-    support: full
-  platform:
-    platforms: all
 seealso:
   - module: divert.fleet.validate
   - plugin: divert.fleet.to_pf

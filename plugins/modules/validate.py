@@ -29,31 +29,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  become:
-    support: none
   bypass_host_loop:
     support: none
     details: Runs once per host like any task; use C(run_once) to validate a spec once per play.
-  check_mode:
-    support: full
-    details: Reads the spec only, so it runs unchanged in check mode.
-  connection:
-    support: none
-    details: Runs on the controller and never connects to the host.
   delegation:
     support: none
     details: Always runs on the controller; C(delegate_to) makes no difference.
-  diff_mode:
-    support: none
-  idempotent:
-    description: Running the task twice gives the same result and changes nothing.
-    support: full
-  platform:
-    platforms: all
 seealso:
   - module: divert.fleet.render
   - plugin: divert.fleet.to_pf
