@@ -21,13 +21,6 @@ def validate(args, **kwargs):
     return make_action(ActionModule, args, NAME, **kwargs).run(task_vars={})
 
 
-@pytest.fixture(autouse=True)
-def empty_cache():
-    _fleet_spec._REPORTS.clear()
-    yield
-    _fleet_spec._REPORTS.clear()
-
-
 def test_plugin_runs_on_the_controller():
     assert ActionModule._requires_connection is False
     assert ActionModule.TRANSFERS_FILES is False
