@@ -80,25 +80,28 @@ def twin_root(tmp_path_factory):
     subprocess.run([sys.executable, TWINCTL, "down", "--root", root], capture_output=True)
 
 
+def _fresh(twin_root, name, flavour):
+    """A freshly installed twin host: reset if this session started it already, else started."""
+    h = Host(twin_root, name, flavour)
+    if os.path.exists(os.path.join(h.dir, "host.json")):
+        h.twinctl("reset", "--host", name)
+    else:
+        h.twinctl("up", "--host", "%s:%s" % (name, flavour))
+    return h
+
+
 @pytest.fixture
 def host(twin_root):
     """A freshly installed FreeBSD twin host."""
-    h = Host(twin_root, "fbsd", "freebsd")
-    if os.path.exists(os.path.join(h.dir, "host.json")):
-        h.twinctl("reset", "--host", "fbsd")
-    else:
-        h.twinctl("up", "--host", "fbsd")
+    h = _fresh(twin_root, "fbsd", "freebsd")
     yield h
     h.call(op="traffic_stop")
 
 
 @pytest.fixture
 def opn(twin_root):
-    h = Host(twin_root, "opn", "opnsense")
-    if os.path.exists(os.path.join(h.dir, "host.json")):
-        h.twinctl("reset", "--host", "opn")
-    else:
-        h.twinctl("up", "--host", "opn:opnsense")
+    """A freshly installed OPNsense twin host."""
+    h = _fresh(twin_root, "opn", "opnsense")
     yield h
     h.call(op="traffic_stop")
 
