@@ -128,6 +128,7 @@ class Host:
         self.anchor = DEFAULT_ANCHOR
         self.ipfw = dict(IPFW_DEFAULTS)
         self.field_paths = {}
+        self._digest = None
 
     def groups(self):
         """Groups by port, in order of first appearance."""
@@ -153,9 +154,14 @@ class Host:
         }
 
     def digest(self):
-        """sha256 of the host's resolved spec, canonical JSON: the same spec gives the same digest."""
-        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """sha256 of the host's resolved spec, canonical JSON: the same spec gives the same digest.
+
+        Computed once: a resolved host is not changed after resolve() or host_from_dict() built it,
+        and the header, the plan and the render action all ask for it."""
+        if self._digest is None:
+            canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+            self._digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return self._digest
 
 
 class Fleet:
