@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import divert_setup
+from twin_fixtures import divert_setup
 
 
 def test_service_messages_and_exit_codes(host):

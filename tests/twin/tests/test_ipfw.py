@@ -1,5 +1,5 @@
 """ipfw facts (freebsd-facts.md: "ipfw")."""
-from conftest import divert_setup
+from twin_fixtures import divert_setup
 
 
 def test_fact_ipfw_delivers_to_first_member(host):

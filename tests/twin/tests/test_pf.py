@@ -1,5 +1,5 @@
 """pf facts (freebsd-facts.md: "pf", "How a group member is chosen")."""
-from conftest import divert_setup
+from twin_fixtures import divert_setup
 from twinlib.kernel import be_state_id, select_member
 
 

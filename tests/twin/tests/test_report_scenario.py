@@ -1,5 +1,5 @@
 """The report can fail: rules before bind vs. bind before rules (design.md I1)."""
-from conftest import divert_setup
+from twin_fixtures import divert_setup
 
 RULE = "pass in quick inet proto tcp to port 80 keep state divert-to 8000\n"
 

@@ -1,7 +1,7 @@
 """Divert socket semantics at the system-call boundary (freebsd-facts.md: "Divert sockets")."""
 import textwrap
 
-from conftest import divert_setup
+from twin_fixtures import divert_setup
 
 PY = "/usr/local/bin/python3"
 
