@@ -14,3 +14,17 @@ def empty_cache():
     _fleet_spec._REPORTS.clear()
     yield
     _fleet_spec._REPORTS.clear()
+
+
+@pytest.fixture
+def validations(monkeypatch):
+    """The paths the plugins validate from here on, one entry per real validation (not cache hits)."""
+    calls = []
+    real = _fleet_spec.validate_file
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(_fleet_spec, "validate_file", counting)
+    return calls

@@ -10,7 +10,6 @@ import pytest
 from ansible_collections.divert.fleet.plugins.action.render import LISTED_HOSTS, ActionModule
 from ansible_collections.divert.fleet.plugins.module_utils import _plan, _render
 from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_data, validate_file
-from ansible_collections.divert.fleet.plugins.plugin_utils import _fleet_spec
 from ansible_collections.divert.fleet.tests.unit.plugins.action.action_helpers import (
     BROKEN, FLEET, make_action, spec, write_spec,
 )
@@ -133,27 +132,17 @@ def test_bad_arguments(args, message):
     assert message in result["msg"]
 
 
-def test_one_validation_for_a_loop_over_the_hosts(tmp_path, monkeypatch):
-    calls = []
-
-    def counting(path):
-        calls.append(path)
-        return validate_file(path)
-
-    monkeypatch.setattr(_fleet_spec, "validate_file", counting)
+def test_one_validation_for_a_loop_over_the_hosts(tmp_path, validations):
     path = write_spec(tmp_path / "fleet.yml", spec())
     texts = [render({"spec": path, "host": name})["text"] for name in ("fw1", "fw2", "fw1")]
-    assert calls == [path]
+    assert validations == [path]
     assert texts[0] == texts[2]
 
 
-def test_all_hosts_renders_the_fleet_in_one_validation(monkeypatch):
-    calls = []
-    real = _fleet_spec.validate_file
-    monkeypatch.setattr(_fleet_spec, "validate_file", lambda path: calls.append(path) or real(path))
+def test_all_hosts_renders_the_fleet_in_one_validation(validations):
     result = render({"spec": FLEET, "all_hosts": True})
     assert not result.get("failed"), result.get("msg")
-    assert sorted(result["hosts"]) == EXAMPLE_HOSTS and len(calls) == 1
+    assert sorted(result["hosts"]) == EXAMPLE_HOSTS and len(validations) == 1
     fleet = validate_file(FLEET).fleet
     for name, rendered in result["hosts"].items():
         assert rendered["text"] == _render.render(fleet.hosts[name])

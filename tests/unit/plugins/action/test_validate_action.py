@@ -167,23 +167,16 @@ def test_relative_path_falls_back_to_the_current_directory(tmp_path, monkeypatch
     assert result["errors"][0]["file"] == "specs/fleet.yml"  # as the user gave it
 
 
-def test_a_file_is_validated_once_until_it_changes(tmp_path, monkeypatch):
-    calls = []
-
-    def counting(path):
-        calls.append(path)
-        return validate_file(path)
-
-    monkeypatch.setattr(_fleet_spec, "validate_file", counting)
+def test_a_file_is_validated_once_until_it_changes(tmp_path, validations):
     path = write_spec(tmp_path / "fleet.yml", spec())
     results = [validate({"spec": path}) for _run in range(3)]
     assert all(result["valid"] for result in results)
-    assert calls == [path]
+    assert validations == [path]
 
     write_spec(tmp_path / "fleet.yml", spec(bad_port=70000))  # another size, another mtime
     os.utime(path, ns=(1, 1))
     assert validate({"spec": path})["valid"] is False
-    assert calls == [path, path]
+    assert validations == [path, path]
 
 
 def test_same_answer_as_the_library():
