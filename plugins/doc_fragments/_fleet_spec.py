@@ -32,7 +32,7 @@ options:
     type: dict
   strict:
     description:
-      - Count the spec's warnings (for example C(lb-degenerate) or C(unused-consumer)) as errors,
+      - Count the spec's warnings (for example C(pf-inet6) or C(unused-consumer)) as errors,
         as C(divert-fleet validate --strict) does.
     type: bool
     default: false

@@ -16,7 +16,7 @@ import difflib
 import ipaddress
 import json
 
-from ansible_collections.divert.fleet.plugins.module_utils import _lb
+from ansible_collections.divert.fleet.plugins.module_utils import _lb, _render
 from ansible_collections.divert.fleet.plugins.module_utils._model import _is_int, _consumer_refs, _list, _dict
 
 OPNSENSE_RESERVED = {8000: "Suricata's IPS divert mode", 8668: "natd"}
@@ -155,7 +155,10 @@ def lb_required(doc, fleet):
 
 
 def pf_inet6(doc, fleet):
-    # pf: "divert(9) is not supported for IPv6".
+    # freebsd-facts.md, "What changed" 5: the seed kernel's pf runs one pf_test for both families and
+    # ip_divert.c reinjects IPv6, so it diverts IPv6; older pf with a separate pf_test6 (opnsense/src at
+    # 02cfd1c7) passes IPv6 undiverted ("pf: divert(9) is not supported for IPv6"). Which releases merged
+    # the two is not established: a warning, not an error.
     for host in fleet.hosts.values():
         if host.backend != "pf":
             continue
@@ -163,12 +166,33 @@ def pf_inet6(doc, fleet):
             if rule.family == "inet6":
                 yield doc.diagnostic(
                     "pf-inet6", rule.path + ("family",),
-                    "rule %s on pf host %s diverts IPv6, which pf cannot divert (\"divert(9) is not supported for "
-                    "IPv6\"); use family: inet, or ipfw on this host" % (json.dumps(rule.name), json.dumps(host.name)))
+                    "rule %s on pf host %s diverts IPv6: the seed kernel's pf (freebsd-src 895a0ae67f) diverts it, "
+                    "but an older pf with a separate pf_test6 passes it uninspected (\"divert(9) is not supported "
+                    "for IPv6\"); make sure host %s runs a kernel with the change, or use ipfw for IPv6" % (
+                        json.dumps(rule.name), json.dumps(host.name), json.dumps(host.name)))
+
+
+def label_length(doc, fleet):
+    # pfctl parse.y: "rule label too long (max 63 chars)" (PF_RULE_LABEL_SIZE 64, one byte for the NUL).
+    for host in fleet.hosts.values():
+        if host.backend != "pf":
+            continue
+        for rule in host.rules:
+            if not isinstance(rule.name, str):
+                continue
+            label = _render.pf_label(host.anchor, rule.name)
+            if len(label) > _render.PF_LABEL_MAX:
+                yield doc.diagnostic(
+                    "label-length", rule.path + ("name",),
+                    "rule %s on pf host %s gets the label %s, %d characters; pfctl refuses labels over %d "
+                    "(\"rule label too long\") - shorten the rule name to at most %d characters or the anchor %s" % (
+                        json.dumps(rule.name), json.dumps(host.name), json.dumps(label), len(label),
+                        _render.PF_LABEL_MAX, max(0, _render.PF_LABEL_MAX - len(host.anchor) - 1),
+                        json.dumps(host.anchor)))
 
 
 def stateless_lb(doc, fleet):
-    # Packets without a state pass id 0 and all reach the group's first socket.
+    # ip_divert.c: packets without a state pass id 0 and all reach one slot, jenkins_hash(0) % count (_lb).
     for host in fleet.hosts.values():
         if host.backend != "pf":
             continue
@@ -178,8 +202,10 @@ def stateless_lb(doc, fleet):
                 yield doc.diagnostic(
                     "stateless-lb", rule.path + ("state",),
                     "rule %s has state: none but diverts to port %d, a group of %d sockets on host %s; without a "
-                    "state every packet reaches the first socket - use state: keep, or a single-socket consumer" % (
-                        json.dumps(rule.name), group.port, group.size, json.dumps(host.name)))
+                    "state pf passes id 0 and every packet reaches one socket, slot %d - use state: keep, or a "
+                    "single-socket consumer" % (
+                        json.dumps(rule.name), group.port, group.size, json.dumps(host.name),
+                        _lb.stateless_slot(group.size)))
 
 
 def ports_need_proto(doc, fleet):
@@ -327,24 +353,8 @@ def lb_ignored(doc, fleet):
             if group.size > 1:
                 yield doc.diagnostic(
                     "lb-ignored", group.consumers[0].path,
-                    "port %d on ipfw host %s has %d sockets: %s; use sockets: 1 or pf" % (
+                    "port %d on ipfw host %s has %d sockets: %s; use sockets: 1, or pf to spread flows" % (
                         group.port, json.dumps(host.name), group.size, _lb.explain("ipfw", group.size)))
-
-
-def lb_degenerate(doc, fleet):
-    for host in fleet.hosts.values():
-        if host.backend != "pf":
-            continue
-        for group in host.groups():
-            if group.size < 1:  # out of range: the schema has said so
-                continue
-            used = _lb.effective_size("pf", group.size)
-            if used < group.size:
-                better = max(n for n in range(1, _lb.MAX_GROUP + 1, 2) if n <= group.size)
-                yield doc.diagnostic(
-                    "lb-degenerate", group.consumers[0].path,
-                    "port %d on host %s has %d sockets: %s; an odd size such as %d uses every socket" % (
-                        group.port, json.dumps(host.name), group.size, _lb.explain("pf", group.size), better))
 
 
 def port_reserved(doc, fleet):
@@ -385,6 +395,6 @@ def divert_all(doc, fleet):
 
 
 ERROR_CHECKS = (unknown_profile, unknown_consumer, host_complete, duplicate_rule, socket_limit, port_unbound,
-                port_mismatch, lb_required, pf_inet6, stateless_lb, ports_need_proto, ipfw_rule_range,
-                family_mismatch, opnsense_ipfw)
-WARNING_CHECKS = (lb_ignored, lb_degenerate, port_reserved, unused_consumer, divert_all)
+                port_mismatch, lb_required, stateless_lb, ports_need_proto, ipfw_rule_range,
+                family_mismatch, opnsense_ipfw, label_length)
+WARNING_CHECKS = (lb_ignored, pf_inet6, port_reserved, unused_consumer, divert_all)

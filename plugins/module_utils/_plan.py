@@ -53,12 +53,17 @@ def host_steps(host):
 
 
 def host_groups(host):
+    """Per port: the group size, the slots that receive packets, and the one slot that takes
+    stateless (and, under ipfw, every) packet - all from `_lb`, the kernel model."""
     out = []
     for group in host.groups():
-        members = _lb.receivers(host.backend, group.size) if group.size >= 1 else []
+        valid = 1 <= group.size <= _lb.MAX_GROUP
+        members = _lb.receivers(host.backend, group.size) if valid else []
         out.append({
             "port": group.port, "size": group.size, "consumers": [c.name for c in group.consumers],
-            "receivers": members, "receiving": len(members), "note": _lb.explain(host.backend, group.size),
+            "receivers": members, "receiving": len(members),
+            "stateless_slot": _lb.stateless_slot(group.size) if valid else None,
+            "note": _lb.explain(host.backend, group.size) if valid else "",
         })
     return out
 
@@ -78,13 +83,17 @@ def format_text(plans):
                                                    plan["digest"][:12]))
         for step in plan["steps"]:
             lines.append("  %2d. %s" % (step["step"], step["text"]))
-        lines.append("  %-6s %-6s %-24s %s" % ("port", "group", "consumers", "receiving flows"))
+        lines.append("  %-6s %-6s %-24s %-16s %s" % ("port", "group", "consumers", "receiving", "stateless packets"))
         for group in plan["groups"]:
             receiving = "%d of %d" % (group["receiving"], group["size"])
-            if group["receiving"] < group["size"]:
-                receiving += " (members %s)" % ", ".join(str(m) for m in group["receivers"])
-            lines.append("  %-6d %-6d %-24s %s" % (group["port"], group["size"], ",".join(group["consumers"]),
-                                                   receiving))
+            if group["stateless_slot"] is None:
+                stateless = "-"
+            elif plan["backend"] == "ipfw":
+                stateless = "all reach slot %d" % group["stateless_slot"]
+            else:
+                stateless = "slot %d" % group["stateless_slot"]
+            lines.append("  %-6d %-6d %-24s %-16s %s" % (group["port"], group["size"], ",".join(group["consumers"]),
+                                                         receiving, stateless))
         lines.append("")
     return "\n".join(lines)
 

@@ -49,6 +49,14 @@ def _pf_side(keyword, addresses, ports):
     return "%s %s%s" % (keyword, _pf_list(addresses), _pf_ports(ports))
 
 
+PF_LABEL_MAX = 63  # pfctl: "rule label too long (max 63 chars)" (PF_RULE_LABEL_SIZE 64)
+
+
+def pf_label(anchor, rule_name):
+    """The label a rule carries, so `pfctl -sl` counts it and `pfctl -k label` finds its states."""
+    return "%s:%s" % (anchor, rule_name)
+
+
 def pf_rule(rule, anchor):
     """One pf rule: pass [dir] quick [on IF] inet [proto P] from A [port] to B [port] state label divert-to."""
     words = ["pass"]
@@ -64,7 +72,7 @@ def pf_rule(rule, anchor):
     words.append(_pf_side("from", rule.sources, rule.from_ports))
     words.append(_pf_side("to", rule.destinations, rule.to_ports))
     words.append("no state" if rule.state == "none" else "keep state")
-    words.append('label "%s:%s"' % (anchor, rule.name))
+    words.append('label "%s"' % pf_label(anchor, rule.name))
     words.append("divert-to %d" % rule.target_port)
     return " ".join(words)
 

@@ -22,10 +22,10 @@ BROKEN = os.path.join(EXAMPLES, "broken.yml")
 
 def spec(**changes):
     """A copy of the module_utils tests' small valid spec (a pf host from a profile, an ipfw host of its
-    own); `ids_sockets=4` gives it a warning only (lb-degenerate: 4 has a factor of 2)."""
+    own); `inet6=True` gives it a warning only (pf-inet6: its pf rule diverts IPv6)."""
     data = base()
-    if "ids_sockets" in changes:
-        data["consumers"]["ids"]["sockets"] = changes["ids_sockets"]
+    if changes.get("inet6"):
+        data["profiles"]["edge"]["rules"][0]["family"] = "inet6"
     if "bad_port" in changes:
         data["consumers"]["ids"]["port"] = changes["bad_port"]
     return data

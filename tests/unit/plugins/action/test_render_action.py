@@ -111,13 +111,13 @@ def test_data_instead_of_a_path():
 
 
 def test_warnings_render_unless_strict():
-    data = spec(ids_sockets=4)
+    data = spec(inet6=True)
     lenient = render({"data": data, "host": "fw1"})
     assert not lenient.get("failed")
     assert "warnings" not in lenient  # validate shows them; one render per host would repeat them
     strict = render({"data": data, "host": "fw1", "strict": True})
     assert strict["failed"] is True
-    assert "warning lb-degenerate" in strict["msg"]
+    assert "warning pf-inet6" in strict["msg"]
     assert "text" not in strict
 
 

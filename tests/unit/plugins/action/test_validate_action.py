@@ -92,23 +92,23 @@ def test_invalid_data_has_pointers_but_no_positions():
 
 
 def test_warnings_pass_unless_strict():
-    data = spec(ids_sockets=4)
+    data = spec(inet6=True)
     lenient = validate({"data": data})
     assert not lenient.get("failed")
     assert lenient["valid"] is True
-    assert [w["code"] for w in lenient["spec_warnings"]] == ["lb-degenerate"]
-    assert lenient["warnings"][0].startswith("<data>:/profiles/edge/consumers/0: warning lb-degenerate: ")
+    assert [w["code"] for w in lenient["spec_warnings"]] == ["pf-inet6"]
+    assert lenient["warnings"][0].startswith("<data>:/profiles/edge/rules/0/family: warning pf-inet6: ")
 
     strict = validate({"data": data, "strict": True})
     assert strict["failed"] is True
     assert strict["valid"] is False
     assert strict["errors"] == []
     assert "(strict: warnings count as errors)" in strict["msg"]
-    assert "warning lb-degenerate" in strict["msg"]
+    assert "warning pf-inet6" in strict["msg"]
 
 
 def test_strict_is_a_boolean_option():
-    result = validate({"data": spec(ids_sockets=4), "strict": "yes"})
+    result = validate({"data": spec(inet6=True), "strict": "yes"})
     assert result["failed"] is True
 
 
@@ -180,7 +180,7 @@ def test_a_file_is_validated_once_until_it_changes(tmp_path, validations):
 
 
 def test_same_answer_as_the_library():
-    for data in (spec(), spec(ids_sockets=4), spec(bad_port=0)):
+    for data in (spec(), spec(inet6=True), spec(bad_port=0)):
         report = validate_data(data)
         result = validate({"data": data})
         assert result["valid"] == report.valid()

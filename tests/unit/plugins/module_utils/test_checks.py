@@ -70,7 +70,8 @@ CASES = {
     "family-mismatch": (_rule(to="2001:db8::/32"), _rule(to="192.0.2.0/24")),
     "opnsense-ipfw": (_set(("hosts", "fw2", "platform"), "opnsense"), _set(("hosts", "fw2", "platform"), "freebsd")),
     "lb-ignored": (_set(("consumers", "appid", "sockets"), 2), _set(("consumers", "appid", "sockets"), 1)),
-    "lb-degenerate": (_set(("consumers", "ids", "sockets"), 24), _set(("consumers", "ids", "sockets"), 25)),
+    # the default anchor divert_fleet plus ":" leaves 50 characters for a rule name (pfctl: at most 63)
+    "label-length": (_rule(name="w" * 51), _rule(name="w" * 50)),
     "port-reserved": (
         _both(_opnsense, _set(("consumers", "ids", "port"), 8100)),
         _both(_opnsense, _set(("consumers", "ids", "port"), 8099))),
@@ -138,10 +139,46 @@ def test_ipfw_rule_count_counts_one_rule_per_protocol():
 def test_host_override_of_sockets_reaches_the_checks():
     spec = base()
     spec["hosts"]["fw1"]["consumers"] = [{"name": "ids", "sockets": 32}]
+    spec["profiles"]["edge"]["rules"][0]["state"] = "none"
     report = report_for(spec)
-    degenerate = [d for d in report.diagnostics if d.code == "lb-degenerate"]
-    assert len(degenerate) == 1 and "only 1 of the 32" in degenerate[0].message
-    assert degenerate[0].path == "/hosts/fw1/consumers/0"
+    stateless = [d for d in report.diagnostics if d.code == "stateless-lb"]
+    assert len(stateless) == 1 and "group of 32 sockets" in stateless[0].message
+    assert "one socket, slot 31" in stateless[0].message  # 0x58c184bf % 32
+
+
+def test_every_group_size_is_clean_under_pf():
+    """The seed kernel hashes the state id: no pf group size from 1 to 32 earns a load-balancing warning."""
+    for size in range(1, 33):
+        spec = base()
+        spec["consumers"]["ids"]["sockets"] = size
+        assert codes(report_for(spec)) == [], size
+
+
+def test_lb_ignored_names_the_one_socket():
+    spec = base()
+    spec["consumers"]["appid"]["sockets"] = 4
+    (diag,) = [d for d in report_for(spec).diagnostics if d.code == "lb-ignored"]
+    assert "one socket, slot 3 of 4" in diag.message and diag.path == "/hosts/fw2/consumers/0"
+
+
+def test_pf_inet6_is_a_warning_naming_both_kernels():
+    spec = base()
+    spec["profiles"]["edge"]["rules"][0]["family"] = "inet6"
+    report = report_for(spec)
+    (diag,) = [d for d in report.diagnostics if d.code == "pf-inet6"]
+    assert diag.severity == "warning" and report.errors == []
+    assert "diverts it" in diag.message and "pf_test6" in diag.message and "uninspected" in diag.message
+
+
+def test_label_length_counts_the_host_anchor():
+    spec = base()
+    spec["pf"] = {"anchor": "a" * 30}
+    spec["profiles"]["edge"]["rules"][0]["name"] = "r" * 33  # 30 + 1 + 33 = 64
+    (diag,) = [d for d in report_for(spec).diagnostics if d.code == "label-length"]
+    assert diag.path == "/profiles/edge/rules/0/name" and "64 characters" in diag.message
+    assert "at most 32 characters" in diag.message
+    spec["profiles"]["edge"]["rules"][0]["name"] = "r" * 32
+    assert "label-length" not in codes(report_for(spec))
 
 
 def test_rule_consumer_defined_but_not_on_host_is_port_unbound():
