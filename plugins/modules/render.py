@@ -240,7 +240,8 @@ plan:
          text: wait until the kernel shows 15 sockets bound on port 8010 (up to 90 s)}
     groups:
       - {port: 8010, size: 15, consumers: [ips], receivers: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
-         receiving: 15, note: all 15 sockets receive flows}
+         receiving: 15, stateless_slot: 4,
+         note: "every one of the 15 sockets receives stateful flows (jenkins_hash of the state id % 15); stateless packets all reach one socket, slot 4"}
   contains:
     steps:
       description: The ordered rollout steps; each has C(step) (from 1), C(action), C(text) and the fields of its action.
