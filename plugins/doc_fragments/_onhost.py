@@ -8,7 +8,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     # divert.fleet.divert_sockets, divert_rules and divert_consumers: all run on FreeBSD or OPNsense
-    # through plugins/module_utils/_host.py and converge to the same state when run again.
+    # through the on-host library (plugins/module_utils/_host_*.py) and converge to the same state when run again.
     DOCUMENTATION = r"""
 options: {}
 attributes:

@@ -179,8 +179,9 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.divert.fleet.plugins.module_utils._host import (
-    FreeBSDHost, HostError, ensure_consumers, make_backend)
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError
+from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
+from ansible_collections.divert.fleet.plugins.module_utils._host_consumers import ensure_consumers
 
 CONSUMER_OPTIONS = dict(
     name=dict(type="str", required=True),

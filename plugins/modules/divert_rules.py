@@ -183,8 +183,9 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.divert.fleet.plugins.module_utils._host import (
-    FreeBSDHost, HostError, apply_rules, make_backend)
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError
+from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
+from ansible_collections.divert.fleet.plugins.module_utils._host_gate import deploy_rules
 
 
 def main():
@@ -212,9 +213,9 @@ def main():
     host = FreeBSDHost()
     try:
         backend = make_backend(host, params["backend"], params["anchor"], params["set"], params["spare_set"])
-        result = apply_rules(host, backend, params["rules"] or "", groups, state=params["state"],
-                             platform=params["platform"], check_mode=module.check_mode,
-                             boot_gate=params["boot_gate"], gate_timeout=params["gate_timeout"])
+        result = deploy_rules(host, backend, params["rules"] or "", groups, state=params["state"],
+                              platform=params["platform"], check_mode=module.check_mode,
+                              boot_gate=params["boot_gate"], gate_timeout=params["gate_timeout"])
     except HostError as exc:
         module.fail_json(msg=exc.message, commands=host.commands, **exc.details)
     diff = result.pop("diff")

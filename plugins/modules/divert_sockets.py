@@ -103,8 +103,9 @@ incomplete:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.divert.fleet.plugins.module_utils._host import (
-    FreeBSDHost, HostError, incomplete_groups, read_divert_sockets, wait_for_groups, _json_table)
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError
+from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import (
+    _json_table, incomplete_groups, read_divert_sockets, wait_for_groups)
 
 
 def main():

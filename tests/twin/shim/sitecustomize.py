@@ -2,7 +2,8 @@
 /usr/local/bin/python3).  It makes the process see FreeBSD:
   * socket.socket(44, SOCK_RAW, 0) (PF_DIVERT) and socket(AF_INET, SOCK_RAW, 258)
     (IPPROTO_DIVERT) become twin divert sockets backed by the host's kernel daemon;
-  * os.uname() reports FreeBSD (so platform.system() == "FreeBSD").
+  * os.uname() reports FreeBSD (so platform.system() == "FreeBSD");
+  * sys.executable is the host's /usr/local/bin/python3.
 Nothing else changes."""
 import os as _os
 import sys as _sys
@@ -53,6 +54,11 @@ def _hostname():
         pass
     return None
 
+
+# Inside a twin host this interpreter is the host's /usr/local/bin/python3 (a wrapper that
+# adds this shim); report that path, as FreeBSD's Python would, so that programs which
+# re-run "the interpreter Ansible used" (sys.executable) get the shim too.
+_sys.executable = "/usr/local/bin/python3"
 
 try:
     _install()

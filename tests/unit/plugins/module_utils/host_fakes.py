@@ -12,7 +12,7 @@ __metaclass__ = type
 import json
 import re
 
-from ansible_collections.divert.fleet.plugins.module_utils._host import FreeBSDHost
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost
 
 # What `render_pf` produces for a two-rule host (design.md's example line, plus a udp rule).
 PF_WANTED = (
@@ -243,3 +243,18 @@ class FakeFreeBSD:
             if line.startswith(prefix):
                 return number
         raise AssertionError("%r never ran; ran %r" % (prefix, self.log))
+
+
+GROUPS = {8000: 3, 8100: 1}
+WHOLE = [(8000, 4211, "divert-reflector")] * 3 + [(8100, 4300, "appidd")]
+
+
+def pf_host(tmp_path, **kwargs):
+    """A scripted FreeBSD with /etc/pf.conf below tmp_path: (fake, host, backend for anchor divert_fleet)."""
+    from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import PfBackend
+    fake = FakeFreeBSD(**kwargs)
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    if fake.pf_conf is not None:
+        (tmp_path / "etc" / "pf.conf").write_text(fake.pf_conf)
+    host = fake.host(tmp_path)
+    return fake, host, PfBackend(host, "divert_fleet")

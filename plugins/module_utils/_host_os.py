@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# Copyright: divert.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The managed host as the on-host code sees it: commands, files, rc.conf, errors.
+
+Private to the divert.fleet collection. Part of the on-host library (the `_host_*` files),
+which imports nothing but the Python standard library (3.8+) and the collection's own
+standard-library-only parts, because the same files are also installed on every host as the
+boot-time gate program (invariant I3, `_host_gate`).
+
+Commands are run by their plain names from PATH (pfctl, ipfw, sockstat, sysctl, kldload,
+kldstat, sysrc, service, configctl); files are FreeBSD absolute paths, optionally below a
+`root` prefix (the unit tests use a temporary directory as root). Every FreeBSD behaviour
+relied on is a fact of freebsd-facts.md, named next to the code as "fact: ...".
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import difflib
+import os
+import shlex
+import socket
+import subprocess
+import tempfile
+import time
+
+STATE_DIR = "/var/db/divert_fleet"
+STATE_FILE = STATE_DIR + "/state.json"
+RULES_FILE = STATE_DIR + "/rules"
+CONSUMERS_FILE = STATE_DIR + "/consumers.json"
+GATE_PATH = "/usr/local/libexec/divert-fleet-gate"
+GATE_RC_SCRIPT = "/usr/local/etc/rc.d/divert_fleet"
+OPNSENSE_PLUGIN = "/usr/local/etc/inc/plugins.inc.d/divert_fleet.inc"
+OPNSENSE_SYSHOOK = "/usr/local/etc/rc.syshook.d/start/50-divert_fleet"
+PF_CONF = "/etc/pf.conf"
+REFLECTOR_PATH = "/usr/local/libexec/divert-reflector"
+RC_D = "/usr/local/etc/rc.d"
+DEFAULT_ANCHOR = "divert_fleet"
+DEFAULT_GATE_TIMEOUT = 300
+
+
+class HostError(Exception):
+    """A failure to report to the operator; `details` go into the module result."""
+
+    def __init__(self, message, **details):
+        super(HostError, self).__init__(message)
+        self.message = message
+        self.details = details
+
+
+class IpfwNotRunning(HostError):
+    """ipfw.ko is not loaded: there are no ipfw rules to read, and none can be loaded."""
+
+
+class GroupTimeout(HostError):
+    """Divert groups did not become whole in time."""
+
+
+# --- commands and files -----------------------------------------------------
+
+class Runner:
+    """Runs a command (plain name, found on PATH) and returns (rc, stdout, stderr)."""
+
+    def run(self, argv, data=None):
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        except OSError as exc:
+            return 127, "", "%s: %s" % (argv[0], exc)
+        out, err = proc.communicate(data.encode("utf-8") if data is not None else None)
+        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+class FreeBSDHost:
+    """The host the code runs on: commands through a runner, files below `root`.
+
+    `sleep` and `clock` are injectable so that waiting can be tested without waiting.
+    """
+
+    def __init__(self, runner=None, root="/", sleep=time.sleep, clock=time.monotonic, name=None):
+        self.runner = runner or Runner()
+        self.root = root
+        self.sleep = sleep
+        self.clock = clock
+        self.name = name or socket.gethostname()
+        self.commands = []  # every command run, for the module result
+
+    def run(self, argv, data=None):
+        argv = [str(a) for a in argv]
+        self.commands.append(" ".join(argv))
+        return self.runner.run(argv, data=data)
+
+    def run_ok(self, argv, what, data=None):
+        rc, out, err = self.run(argv, data=data)
+        if rc != 0:
+            raise HostError("%s failed on %s: `%s` exited %d: %s"
+                            % (what, self.name, " ".join(str(a) for a in argv), rc, (err or out).strip()),
+                            command=" ".join(str(a) for a in argv), rc=rc, stdout=out, stderr=err)
+        return out
+
+    def path(self, abs_path):
+        return os.path.join(self.root, abs_path.lstrip("/"))
+
+    def read_file(self, abs_path, binary=False):
+        """The file's text (bytes with `binary`), or None if it cannot be read."""
+        try:
+            with open(self.path(abs_path), "rb" if binary else "r") as handle:
+                return handle.read()
+        except (IOError, OSError, UnicodeDecodeError):
+            return None
+
+    def write_file(self, abs_path, content, mode=0o644):
+        """Atomically replace a file (temporary file in the same directory, then rename).
+
+        `content` is text, or bytes for a binary file such as the gate program."""
+        target = self.path(abs_path)
+        directory = os.path.dirname(target)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd, tmp = tempfile.mkstemp(prefix=".divert_fleet.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as handle:
+                handle.write(content)
+            os.chmod(tmp, mode)
+            os.rename(tmp, target)
+        except Exception:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def ensure_file(self, abs_path, content, mode=0o644, check_mode=False):
+        """Write the file if its content or mode differ; True if it changed (or would)."""
+        current = self.read_file(abs_path, binary=isinstance(content, bytes))
+        same_mode = current is not None and (os.stat(self.path(abs_path)).st_mode & 0o7777) == mode
+        if current == content and same_mode:
+            return False
+        if not check_mode:
+            self.write_file(abs_path, content, mode)
+        return True
+
+    def remove_file(self, abs_path, check_mode=False):
+        target = self.path(abs_path)
+        if not os.path.exists(target):
+            return False
+        if not check_mode:
+            os.unlink(target)
+        return True
+
+    def scratch_file(self, content):
+        """A temporary file for a command to read (pfctl -f, ipfw FILE); the caller removes it."""
+        fd, tmp = tempfile.mkstemp(prefix="divert_fleet.", suffix=".rules")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        return tmp
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# --- rc.conf ---------------------------------------------------------------------
+
+def sysrc_values(host, names):
+    """Current rc.conf values: `sysrc -e NAME...` prints `NAME="value"` per set variable
+    (unset ones go to stderr and are absent here)."""
+    if not names:
+        return {}
+    rc, out, err = host.run(["sysrc", "-e"] + list(names))
+    values = {}
+    for line in out.splitlines():
+        name, sep, raw = line.partition("=")
+        if not sep or name not in names:
+            continue
+        try:
+            parts = shlex.split(raw)
+        except ValueError:
+            parts = [raw]
+        values[name] = " ".join(parts)
+    return values
+
+
+def ensure_rc_var(host, name, value, check_mode):
+    current = sysrc_values(host, [name]).get(name)
+    if current == value:
+        return False
+    if not check_mode:
+        host.run_ok(["sysrc", "%s=%s" % (name, value)], "setting %s in rc.conf" % name)
+    return True
+
+
+# --- results ---------------------------------------------------------------------
+
+def text_diff(before, after, before_header, after_header):
+    return {"before": before, "after": after, "before_header": before_header, "after_header": after_header}
+
+
+def unified(before_lines, after_lines):
+    return "\n".join(difflib.unified_diff(before_lines, after_lines, "loaded", "wanted", lineterm=""))
