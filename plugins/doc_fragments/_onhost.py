@@ -20,3 +20,25 @@ attributes:
     support: full
     platforms: freebsd
 """
+
+    # divert_rules and divert_consumers change the host: they check what the host is, and take
+    # the host-wide lock so that two rollouts never interleave on one host.
+    CHANGE = r"""
+options:
+  platform:
+    description:
+      - What the host is. Omitted, it is read from the host (OPNsense has C(/usr/local/sbin/configctl) and
+        C(/usr/local/opnsense)).
+      - Given, it must be what the host is; otherwise the module fails before changing anything. On OPNsense
+        nothing in this collection loads C(/etc/pf.conf), which would replace OPNsense's whole ruleset.
+    type: str
+    choices: [freebsd, opnsense]
+  lock_timeout:
+    description:
+      - Seconds to wait for another divert.fleet change on the same host (a module run of another play, or
+        the boot gate loading the rules) to finish before failing without changing anything.
+      - The lock is C(flock) on C(/var/run/divert_fleet.lock), released by the kernel when its holder ends,
+        so a run that died leaves no stale lock.
+    type: int
+    default: 900
+"""

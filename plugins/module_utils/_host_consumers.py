@@ -15,6 +15,7 @@ import hashlib
 import json
 import sys
 
+from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
     CONSUMERS_FILE, RC_D, REFLECTOR_PATH, HostError, sysrc_values, text_diff)
 from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import (
@@ -98,6 +99,7 @@ def ensure_consumers(host, consumers, reference_program=None, backend=None, chec
     diverting to its port are withdrawn (I2, simple form; the rules come back when
     divert_rules next applies, which checks the group is whole first).
     """
+    _host_guard.consumers(consumers)
     result = {"changed": False, "consumers": [], "withdrawn": [], "actions": []}
     # One read of the kernel's divert sockets and one of rc.conf serve every decision below, so a
     # run that changes nothing costs two commands.
@@ -148,8 +150,8 @@ def ensure_consumers(host, consumers, reference_program=None, backend=None, chec
                 writes[var] = wanted[var]
         script_changed = False
         if consumer.get("reference"):
-            script_changed = host.ensure_file("%s/%s" % (RC_D, service), reflector_rc_script(service), 0o755,
-                                              check_mode)
+            script_changed = host.ensure_file(_host_guard.owned_path(RC_D, service), reflector_rc_script(service),
+                                              0o755, check_mode)
         record = {"port": port, "sockets": int(consumer["sockets"]), "rc_vars": wanted,
                   "program": _sha(reference_program) if consumer.get("reference") else None}
         before_record = previous.get(name)

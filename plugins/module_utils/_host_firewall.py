@@ -13,6 +13,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
     DEFAULT_ANCHOR, OPNSENSE_PLUGIN, PF_CONF, HostError, IpfwNotRunning, _unlink)
 from ansible_collections.divert.fleet.plugins.module_utils._host_parse import (
@@ -210,9 +211,11 @@ class IpfwBackend:
 
 
 def make_backend(host, backend, anchor=DEFAULT_ANCHOR, rule_set=5, spare_set=6):
+    """The backend, its anchor or sets checked as the spec checks them (`_host_guard`)."""
     if backend == "pf":
-        return PfBackend(host, anchor)
+        return PfBackend(host, _host_guard.anchor(anchor))
     if backend == "ipfw":
+        _host_guard.ipfw_sets(rule_set, spare_set)
         return IpfwBackend(host, rule_set, spare_set)
     raise HostError("unknown backend %r (pf or ipfw)" % backend)
 

@@ -17,9 +17,10 @@ import json
 import sys
 import zipfile
 
+from ansible_collections.divert.fleet.plugins.module_utils import _grammar, _host_guard  # noqa: F401 (packed)
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
     DEFAULT_ANCHOR, DEFAULT_GATE_TIMEOUT, GATE_PATH, GATE_RC_SCRIPT, OPNSENSE_SYSHOOK, RULES_FILE, STATE_FILE,
-    FreeBSDHost, GroupTimeout, HostError, ensure_rc_var)
+    FreeBSDHost, GroupTimeout, HostError, HostLock, ensure_rc_var)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
 from ansible_collections.divert.fleet.plugins.module_utils._host_rules import apply_rules
 from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import wait_for_groups
@@ -27,7 +28,8 @@ from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import 
 _PACKAGE = "ansible_collections.divert.fleet.plugins.module_utils"
 # The parts of the on-host library that the gate runs, each packed into the gate program. All of
 # them are imported above, so their sources are at hand wherever this file runs.
-GATE_PARTS = ("_host_os", "_host_parse", "_host_sockets", "_host_firewall", "_host_rules", "_host_gate")
+GATE_PARTS = ("_grammar", "_host_os", "_host_guard", "_host_parse", "_host_sockets", "_host_firewall", "_host_rules",
+              "_host_gate")
 _GATE_MAIN = ("from %s._host_gate import gate_main\n"
               "raise SystemExit(gate_main())\n" % _PACKAGE)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that the same library packs to the same bytes
@@ -151,7 +153,7 @@ def install_boot_gate(host, backend, rules, groups, platform, timeout, check_mod
 def deploy_rules(host, backend, rules, groups, state="present", platform="freebsd", check_mode=False,
                  boot_gate=True, gate_timeout=DEFAULT_GATE_TIMEOUT):
     """apply_rules, then the boot gate's stored copy of the rules and groups (I3)."""
-    groups = dict((int(port), int(count)) for port, count in (groups or {}).items())
+    groups = _host_guard.groups(groups or {})
     result = apply_rules(host, backend, rules, groups, state=state, platform=platform, check_mode=check_mode)
     if boot_gate:
         gate_changes = install_boot_gate(host, backend, rules if state == "present" else "", groups,
@@ -177,16 +179,12 @@ def gate_main(argv=None, host=None):
     host = host or FreeBSDHost()
     log = _gate_logger()
     try:
-        text = host.read_file(args.state)
-        if text is None:
+        stored = _stored(host, args.state)
+        if stored is None:
             log("no state file %s: nothing to load" % args.state)
             return 0
-        state = json.loads(text)
-        backend = make_backend(host, state["backend"], state.get("anchor", DEFAULT_ANCHOR),
-                               state.get("set", 5), state.get("spare_set", 6))
-        groups = dict((int(port), int(count)) for port, count in state.get("groups", {}).items())
-        rules = host.read_file(state["rules_file"]) if state.get("rules_file") else ""
-        if not (rules or "").strip():
+        backend, groups, rules, state = stored
+        if not rules.strip():
             log("no divert rules stored: nothing to load")
             return 0
         timeout = args.timeout if args.timeout is not None else state.get("timeout", DEFAULT_GATE_TIMEOUT)
@@ -197,13 +195,30 @@ def gate_main(argv=None, host=None):
             backend.flush()
             log("%s; divert rules left empty" % exc.message)
             return 1
-        apply_rules(host, backend, rules, groups, platform=state.get("platform", "freebsd"),
-                    manage_main_ruleset=False)
-        log("divert rules loaded: groups whole on port(s) %s" % ", ".join(map(str, sorted(ports))))
+        # A rollout may have run while the groups came up: load what is stored now, under the
+        # host's lock; apply_rules checks again that every group the rules divert to is whole (I1).
+        with HostLock(host, "divert-fleet-gate"):
+            backend, groups, rules, state = _stored(host, args.state)
+            apply_rules(host, backend, rules, groups, platform=state.get("platform", "freebsd"),
+                        manage_main_ruleset=False)
+        log("divert rules loaded: groups whole on port(s) %s" % ", ".join(map(str, sorted(backend.divert_ports(rules)))))
         return 0
-    except HostError as exc:
-        log(exc.message)
+    except (HostError, ValueError, KeyError, TypeError) as exc:
+        log(getattr(exc, "message", None) or "state file %s is not divert.fleet's: %s" % (args.state, exc))
         return 1
+
+
+def _stored(host, path):
+    """(backend, groups, rules, state) as the last rollout stored them, or None without a state file."""
+    text = host.read_file(path)
+    if text is None:
+        return None
+    state = json.loads(text)
+    backend = make_backend(host, state["backend"], state.get("anchor", DEFAULT_ANCHOR),
+                           state.get("set", 5), state.get("spare_set", 6))
+    groups = _host_guard.groups(state.get("groups", {}))
+    rules = (host.read_file(state["rules_file"]) if state.get("rules_file") else "") or ""
+    return backend, groups, rules, state
 
 
 def _gate_logger():

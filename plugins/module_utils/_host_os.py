@@ -19,6 +19,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import difflib
+import errno
+import fcntl
+import json
 import os
 import shlex
 import socket
@@ -39,6 +42,9 @@ REFLECTOR_PATH = "/usr/local/libexec/divert-reflector"
 RC_D = "/usr/local/etc/rc.d"
 DEFAULT_ANCHOR = "divert_fleet"
 DEFAULT_GATE_TIMEOUT = 300
+# One divert.fleet change at a time per host. /var/run is emptied at boot.
+LOCK_FILE = "/var/run/divert_fleet.lock"
+DEFAULT_LOCK_TIMEOUT = 900
 
 
 class HostError(Exception):
@@ -56,6 +62,10 @@ class IpfwNotRunning(HostError):
 
 class GroupTimeout(HostError):
     """Divert groups did not become whole in time."""
+
+
+class LockTimeout(HostError):
+    """Another divert.fleet change held the host for longer than the wait allowed."""
 
 
 # --- commands and files -----------------------------------------------------
@@ -202,3 +212,70 @@ def text_diff(before, after, before_header, after_header):
 
 def unified(before_lines, after_lines):
     return "\n".join(difflib.unified_diff(before_lines, after_lines, "loaded", "wanted", lineterm=""))
+
+
+# --- one change at a time ----------------------------------------------------------
+
+class HostLock:
+    """The host-wide lock of one divert.fleet change (a module run, or the boot gate's load).
+
+    flock(2) on LOCK_FILE: the kernel releases it when the holder's process ends, however it
+    ends, so a run that died leaves no stale lock behind, and the descriptor is not inherited
+    by the services a change starts (Python opens files non-inheritable). The file names the
+    holder (pid, what, since) for the message of a run that gives up waiting.
+    """
+
+    def __init__(self, host, what, timeout=DEFAULT_LOCK_TIMEOUT, interval=0.2):
+        self.host, self.what, self.timeout, self.interval = host, what, timeout, interval
+        self.fd = None
+        self.waited = 0.0
+
+    def __enter__(self):
+        path = self.host.path(LOCK_FILE)
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        start = self.host.clock()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    os.close(fd)
+                    raise
+            self.waited = self.host.clock() - start
+            if self.waited >= self.timeout:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise LockTimeout(
+                    "another divert.fleet change holds %s on %s (%s); gave up after %d s without changing "
+                    "anything - let it finish, or raise the lock timeout" % (
+                        LOCK_FILE, self.host.name, holder, int(self.waited)), lock=LOCK_FILE, holder=holder)
+            self.host.sleep(self.interval)
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps({"pid": os.getpid(), "what": self.what, "since": int(time.time())}) + "\n")
+                 .encode("utf-8"))
+        self.fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd):
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            record = json.loads(os.read(fd, 4096).decode("utf-8"))
+            since = time.strftime("%H:%M:%S", time.localtime(record.get("since", 0)))
+            return "%s, pid %s, since %s" % (record.get("what"), record.get("pid"), since)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return "holder unknown"
+
+    def __exit__(self, *exc_info):
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+        return False

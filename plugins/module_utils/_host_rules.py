@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
     HostError, ensure_rc_var, text_diff, unified)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import (
@@ -29,7 +30,8 @@ def apply_rules(host, backend, rules, groups, state="present", platform="freebsd
     and swap, I4) -> read back and compare. Then the main ruleset's anchor reference and pf
     enabled. The boot gate's stored copy (I3) is `_host_gate.deploy_rules`'s part.
     """
-    groups = dict((int(port), int(count)) for port, count in (groups or {}).items())
+    groups = _host_guard.groups(groups or {})
+    _host_guard.rules_text(backend.name, rules or "")
     result = {"changed": False, "backend": backend.name, "actions": [], "warnings": []}
     loaded_text = backend.loaded_text()
     before = backend.canonical(loaded_text)

@@ -98,6 +98,7 @@ options:
     default: 6
 extends_documentation_fragment:
   - divert.fleet._onhost
+  - divert.fleet._onhost.change
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -179,7 +180,9 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError
+from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
+    DEFAULT_LOCK_TIMEOUT, FreeBSDHost, HostError, HostLock)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
 from ansible_collections.divert.fleet.plugins.module_utils._host_consumers import ensure_consumers
 
@@ -205,17 +208,22 @@ def main():
             anchor=dict(type="str", default="divert_fleet"),
             set=dict(type="int", default=5),
             spare_set=dict(type="int", default=6),
+            platform=dict(type="str", choices=["freebsd", "opnsense"]),
+            lock_timeout=dict(type="int", default=DEFAULT_LOCK_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     params = module.params
     host = FreeBSDHost()
     try:
+        if params["platform"]:
+            _host_guard.platform(host, params["platform"])
         backend = None
         if params["backend"]:
             backend = make_backend(host, params["backend"], params["anchor"], params["set"], params["spare_set"])
-        result = ensure_consumers(host, params["consumers"], params["reference_program"], backend,
-                                  check_mode=module.check_mode)
+        with HostLock(host, "divert.fleet.divert_consumers", params["lock_timeout"]):
+            result = ensure_consumers(host, params["consumers"], params["reference_program"], backend,
+                                      check_mode=module.check_mode)
     except HostError as exc:
         module.fail_json(msg=exc.message, commands=host.commands, **exc.details)
     diff = result.pop("diff")

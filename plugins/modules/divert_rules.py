@@ -83,11 +83,6 @@ options:
     type: str
     default: present
     choices: [present, absent]
-  platform:
-    description: The host's platform; decides how the main pf ruleset references the anchor.
-    type: str
-    default: freebsd
-    choices: [freebsd, opnsense]
   boot_gate:
     description: Store the rules and install the boot gate (invariant I3).
     type: bool
@@ -98,6 +93,7 @@ options:
     default: 300
 extends_documentation_fragment:
   - divert.fleet._onhost
+  - divert.fleet._onhost.change
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -183,7 +179,9 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError
+from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
+    DEFAULT_LOCK_TIMEOUT, FreeBSDHost, HostError, HostLock)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
 from ansible_collections.divert.fleet.plugins.module_utils._host_gate import deploy_rules
 
@@ -198,7 +196,8 @@ def main():
             spare_set=dict(type="int", default=6),
             groups=dict(type="dict", default={}),
             state=dict(type="str", default="present", choices=["present", "absent"]),
-            platform=dict(type="str", default="freebsd", choices=["freebsd", "opnsense"]),
+            platform=dict(type="str", choices=["freebsd", "opnsense"]),
+            lock_timeout=dict(type="int", default=DEFAULT_LOCK_TIMEOUT),
             boot_gate=dict(type="bool", default=True),
             gate_timeout=dict(type="int", default=300),
         ),
@@ -206,16 +205,15 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    try:
-        groups = dict((int(port), int(count)) for port, count in params["groups"].items())
-    except (TypeError, ValueError):
-        module.fail_json(msg="groups must map port numbers to socket counts, got %r" % params["groups"])
     host = FreeBSDHost()
     try:
+        platform = _host_guard.platform(host, params["platform"]) if params["platform"] else \
+            _host_guard.detect_platform(host)
         backend = make_backend(host, params["backend"], params["anchor"], params["set"], params["spare_set"])
-        result = deploy_rules(host, backend, params["rules"] or "", groups, state=params["state"],
-                              platform=params["platform"], check_mode=module.check_mode,
-                              boot_gate=params["boot_gate"], gate_timeout=params["gate_timeout"])
+        with HostLock(host, "divert.fleet.divert_rules", params["lock_timeout"]):
+            result = deploy_rules(host, backend, params["rules"] or "", params["groups"], state=params["state"],
+                                  platform=platform, check_mode=module.check_mode,
+                                  boot_gate=params["boot_gate"], gate_timeout=params["gate_timeout"])
     except HostError as exc:
         module.fail_json(msg=exc.message, commands=host.commands, **exc.details)
     diff = result.pop("diff")

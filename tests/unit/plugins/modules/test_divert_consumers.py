@@ -5,6 +5,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import pytest
+
 from ansible_collections.divert.fleet.plugins.modules import divert_consumers
 from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.host_fakes import FakeFreeBSD
 from ansible_collections.divert.fleet.tests.unit.plugins.modules.module_harness import run_module
@@ -52,3 +54,39 @@ def test_reference_without_program(monkeypatch, tmp_path):
     consumer = dict(APPID, reference=True)
     result, failed = run_module(divert_consumers, {"consumers": [consumer]}, monkeypatch, _fake().host(tmp_path))
     assert failed and "reference_program" in result["msg"]
+
+
+# Hostile consumers, whatever the controller sent: refused before any command runs or file is written.
+HOSTILE = [
+    ({"service": "../../../../tmp/x", "reference": True}, "service \"../../../../tmp/x\" holds '/'"),
+    ({"service": "sshd"}, "service \"sshd\" is reserved"),
+    ({"service": "divert_fleet"}, "is reserved"),
+    ({"rc_vars": {"reboot\n": "x"}}, "rc.conf variable \"reboot\\n\" holds U+000A"),
+    ({"rc_vars": {"kld_list": "ipdivert pf"}}, "rc.conf variable \"kld_list\" is reserved"),
+    ({"rc_vars": {"pf_rules": "/tmp/x"}}, "rc.conf variable \"pf_rules\" is reserved"),
+    ({"rc_vars": {"appidd_flags": "-v & touch /tmp/x &"}}, "holds '&'"),
+    ({"rc_vars": {"appidd_flags": "$(reboot)"}}, "holds '$'"),
+    ({"rc_vars": {"appidd_flags": '-p "8100'}}, "holds '\"'"),
+    ({"rc_vars": {"appidd_flags": "-p 8100\u2028"}}, "U+2028 LINE SEPARATOR"),
+    ({"sockets": 33}, "socket count 33 is not a number from 1 to 32"),
+    ({"name": "Bad Name"}, "name \"Bad Name\""),
+]
+
+
+@pytest.mark.parametrize("change, message", HOSTILE)
+def test_hostile_consumers_change_nothing(monkeypatch, tmp_path, change, message):
+    fake = _fake()
+    consumer = dict(APPID, **change)
+    result, failed = run_module(divert_consumers, {"consumers": [consumer], "reference_program": "#!x\n"},
+                                monkeypatch, fake.host(tmp_path))
+    assert failed and message in result["msg"] and "nothing was changed" in result["msg"], result["msg"]
+    assert fake.log == []
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written == [tmp_path / "var/run/divert_fleet.lock"]  # the host-wide lock only
+
+
+def test_two_consumers_cannot_share_a_service(monkeypatch, tmp_path):
+    fake = _fake()
+    other = dict(APPID, name="appid2", port=8200)
+    result, failed = run_module(divert_consumers, {"consumers": [APPID, other]}, monkeypatch, fake.host(tmp_path))
+    assert failed and "already the service of consumer appid" in result["msg"] and fake.log == []
