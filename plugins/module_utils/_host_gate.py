@@ -17,10 +17,10 @@ import json
 import sys
 import zipfile
 
-from ansible_collections.divert.fleet.plugins.module_utils import _grammar, _host_guard  # noqa: F401 (packed)
+from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
     DEFAULT_ANCHOR, DEFAULT_GATE_TIMEOUT, GATE_PATH, GATE_RC_SCRIPT, OPNSENSE_SYSHOOK, RULES_FILE, STATE_FILE,
-    FreeBSDHost, GroupTimeout, HostError, HostLock, ensure_rc_var)
+    FreeBSDHost, GroupTimeout, HostError, HostLock, ensure_rc_var, sysrc_values)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
 from ansible_collections.divert.fleet.plugins.module_utils._host_rules import apply_rules
 from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import wait_for_groups
@@ -131,21 +131,31 @@ def gate_state(backend, groups, platform, timeout, rules_present):
 
 
 def install_boot_gate(host, backend, rules, groups, platform, timeout, check_mode):
-    """Store the wanted rules and groups, install the gate program, its rc.d script (and the
-    OPNsense syshook), enable it. Returns what changed."""
+    """Store the wanted rules and groups and install the gate program with exactly one way to run
+    it at boot (I3): on FreeBSD the rc.d script, enabled; on OPNsense the rc.syshook.d start hook,
+    and no enabled rc.d script (OPNsense's rc.freebsd would run it a second time). Returns what
+    changed."""
+    groups = _host_guard.groups(groups or {})
     changed = []
     files = [
         (RULES_FILE, rules, 0o600),
         (STATE_FILE, gate_state(backend, groups, platform, timeout, bool(rules.strip())), 0o600),
         (GATE_PATH, gate_program(), 0o755),
-        (GATE_RC_SCRIPT, gate_rc_script(), 0o755),
     ]
-    if platform == "opnsense":
-        files.append((OPNSENSE_SYSHOOK, gate_syshook(), 0o755))
+    files.append((OPNSENSE_SYSHOOK, gate_syshook(), 0o755) if platform == "opnsense" else
+                 (GATE_RC_SCRIPT, gate_rc_script(), 0o755))
     for path, content, mode in files:
         if host.ensure_file(path, content, mode, check_mode):
             changed.append(path)
-    if ensure_rc_var(host, "divert_fleet_enable", "YES", check_mode):
+    if platform == "opnsense":
+        # A gate installed before this one knew OPNsense may have left the rc.d way behind.
+        if host.remove_file(GATE_RC_SCRIPT, check_mode):
+            changed.append("removed %s" % GATE_RC_SCRIPT)
+        if "divert_fleet_enable" in sysrc_values(host, ["divert_fleet_enable"]):
+            if not check_mode:
+                host.run_ok(["sysrc", "-x", "divert_fleet_enable"], "removing divert_fleet_enable from rc.conf")
+            changed.append("removed divert_fleet_enable")
+    elif ensure_rc_var(host, "divert_fleet_enable", "YES", check_mode):
         changed.append("divert_fleet_enable=YES")
     return changed
 

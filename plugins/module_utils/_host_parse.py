@@ -465,3 +465,62 @@ def ipfw_list_to_add_lines(list_output, live_set, new_set, drop_ports=()):
             continue
         lines.append("add %d set %d %s" % (int(match.group(1)), new_set, body))
     return lines
+
+
+# --- pf states -------------------------------------------------------------------------------
+# `pfctl -ss -vv` (sbin/pfctl/pf_print_state.c print_state): a state's first line starts in the
+# first column (`all tcp A:P -> B:Q  STATE`); with -v follows `   age HH:MM:SS, expires in
+# HH:MM:SS, P:P pkts, B:B bytes[, anchor N][, rule N]...`, with -vv `   id: %016jx creatorid: %08x`.
+# `anchor` is the number of the anchor rule the state was created under and `rule` the number
+# of the creating rule in that anchor's ruleset, both as they were when the state was created.
+
+_STATE_AGE = re.compile(r"^\s+age (\d+):(\d+):(\d+),")
+_STATE_ANCHOR = re.compile(r", anchor (\d+)")
+_STATE_RULE = re.compile(r", rule (\d+)")
+_STATE_ID = re.compile(r"^\s+id: ([0-9a-fA-F]+) creatorid: ([0-9a-fA-F]+)")
+
+
+def parse_pf_states(text):
+    """[{"id", "age", "anchor", "rule"}] of `pfctl -ss -vv` output (ages in seconds)."""
+    states = []
+    for line in text.splitlines():
+        if line and not line[0].isspace():
+            states.append({"id": None, "age": None, "anchor": None, "rule": None})
+            continue
+        if not states:
+            continue
+        state = states[-1]
+        match = _STATE_AGE.match(line)
+        if match:
+            hours, minutes, seconds = (int(part) for part in match.groups())
+            state["age"] = hours * 3600 + minutes * 60 + seconds
+            anchor, rule = _STATE_ANCHOR.search(line), _STATE_RULE.search(line)
+            state["anchor"] = int(anchor.group(1)) if anchor else None
+            state["rule"] = int(rule.group(1)) if rule else None
+            continue
+        match = _STATE_ID.match(line)
+        if match:
+            state["id"] = match.group(1).lower()
+    return states
+
+
+def pf_anchor_number(main_rules_text, anchor):
+    """The number of `anchor "NAME"` in `pfctl -sr -vv` output (pfctl prints `@N ` before each
+    rule with -vv), or None."""
+    pattern = re.compile(r'^@(\d+)\s+anchor\s+"?%s"?(\s|$)' % re.escape(anchor))
+    for line in main_rules_text.splitlines():
+        match = pattern.match(line.strip())
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def rewrite_divert_ports(text, mapping):
+    """Rules text with each `divert-to P` (pf) or `divert P` / `tee P` (ipfw) moved to mapping[P]."""
+    if not mapping:
+        return text
+
+    def pf(match):
+        return "%s%d" % (match.group(1), mapping.get(int(match.group(2)), int(match.group(2))))
+    text = re.sub(r"(\bdivert-to\s+)(\d+)\b", pf, text)
+    return re.sub(r"(\bset\s+\d+\s+(?:divert|tee)\s+)(\d+)\b", pf, text)

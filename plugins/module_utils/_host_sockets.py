@@ -69,13 +69,14 @@ def describe_incomplete(host_name, missing):
                      for port, want, bound in missing)
 
 
-def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0):
+def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0, progress=None, every=5.0):
     """Poll until every port has exactly its expected bound sockets; return the socket table.
 
     `timeout` is seconds for every port, or a mapping port -> seconds (each consumer's
     `ready_timeout`). Raises GroupTimeout, as soon as a port that is still incomplete is past its
     own timeout, naming host, port, expected and bound counts. Exact, not at least: I1 wants the
     group to be exactly the declared size (more sockets would be a foreign member).
+    `progress`, if given, is called with a line on the bound counts at most every `every` seconds.
     """
     expected = dict((int(port), int(count)) for port, count in expected.items())
     if isinstance(timeout, dict):
@@ -86,6 +87,7 @@ def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0):
     start = host.clock()
     deadlines = dict((port, start + limits.get(port, default)) for port in expected)
     polls = 0
+    told = None
     while True:
         table, source = read_divert_sockets(host)
         polls += 1
@@ -93,6 +95,9 @@ def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0):
         if not missing:
             return table, source, polls
         now = host.clock()
+        if progress is not None and (told is None or now - told >= every):
+            progress("waiting %ds: %s" % (now - start, describe_incomplete(host.name, missing)))
+            told = now
         late = [m for m in missing if now >= deadlines[m[0]]]
         if late:
             waited = max(deadlines[p] - start for p, _e, _b in late)

@@ -101,28 +101,36 @@ def format_text(plans):
 def rollout_summary(rendered, consumers_result=None, rules_result=None):
     """One host's state after a rollout, for people reading the play's output.
 
-    `rendered` is what divert.fleet.render returns for the host; the two results are those of
-    divert.fleet.divert_consumers and divert.fleet.divert_rules (absent ones count as not run).
+    `rendered` is what divert.fleet.render returns for the host; `consumers_result` is the result
+    of divert.fleet.divert_host (consumers and rules as one unit), or of divert.fleet.divert_consumers
+    with `rules_result` that of divert.fleet.divert_rules (absent ones count as not run).
     """
     consumers_result = consumers_result or {}
+    if rules_result is None and "live_ports" in consumers_result and "rules" in consumers_result:
+        rules_result = consumers_result  # one divert_host result holds both
     rules_result = rules_result or {}
     bound = consumers_result.get("sockets") or rules_result.get("sockets") or {}
+    live = dict((c["name"], c.get("live_port") or c.get("port")) for c in consumers_result.get("consumers", []))
     ports = []
     for group in rendered["plan"]["groups"]:
-        seen = bound.get(str(group["port"]), bound.get(group["port"])) or {}
+        live_ports = sorted(set(live.get(name) or group["port"] for name in group["consumers"]))
+        live_port = live_ports[0] if len(live_ports) == 1 else group["port"]
+        seen = bound.get(str(live_port), bound.get(live_port)) or {}
         ports.append({
-            "port": group["port"], "consumers": group["consumers"], "declared": group["size"],
-            "bound": seen.get("bound") if isinstance(seen, dict) else seen,
+            "port": group["port"], "live_port": live_port, "consumers": group["consumers"],
+            "declared": group["size"], "bound": seen.get("bound") if isinstance(seen, dict) else seen,
             "receiving": group["receiving"],
         })
-    changed = [c["name"] for c in consumers_result.get("consumers", []) if c.get("changed")]
+    changed = ["%s (%s)" % (c["name"], c["action"]) if c.get("action") else c["name"]
+               for c in consumers_result.get("consumers", []) if c.get("changed")]
     rules_loaded = len(rules_result.get("rules") or [])
     text = ["%s, digest %s: %d rule%s loaded%s" % (
         rendered["backend"], rendered["digest"][:12], rules_loaded, "" if rules_loaded == 1 else "s",
         " (changed)" if rules_result.get("changed") else "")]
     for port in ports:
-        text.append("port %d (%s): %s of %d sockets bound, %d receive flows" % (
-            port["port"], ", ".join(port["consumers"]), "?" if port["bound"] is None else port["bound"],
+        text.append("port %d%s (%s): %s of %d sockets bound, %d receive flows" % (
+            port["port"], "" if port["live_port"] == port["port"] else ", serving on %d" % port["live_port"],
+            ", ".join(port["consumers"]), "?" if port["bound"] is None else port["bound"],
             port["declared"], port["receiving"]))
     if changed:
         text.append("consumers changed: %s" % ", ".join(changed))

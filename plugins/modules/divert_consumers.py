@@ -13,75 +13,27 @@ module: divert_consumers
 short_description: Configure, start and wait for a host's divert consumers, withdrawing their rules before a restart
 version_added: 0.1.0
 description:
-  - Brings all divert consumers of one host to their spec in one call.
-  - Loads C(ipdivert.ko) when C(kldstat -q -m ipdivert) says it is missing, and adds C(ipdivert) to
-    C(kld_list) in rc.conf so it is loaded at boot.
-  - Sets each consumer's rc.conf variables with C(sysrc) (read with C(sysrc -e), only differing ones
-    are written) and C(SERVICE_enable=YES).
-  - "Reference consumers (O(consumers[].reference)): installs O(reference_program) as
-    C(/usr/local/libexec/divert-reflector) and an rc.d script C(/usr/local/etc/rc.d/SERVICE) that
-    reads C(SERVICE_port), C(SERVICE_sockets) and C(SERVICE_user), which are set from the consumer's
-    port and sockets (user C(nobody)) unless O(consumers[].rc_vars) gives them."
-  - Starts services that are not running (C(service SERVICE onestatus)), then waits (as
-    M(divert.fleet.divert_sockets) does) until every port has exactly the sockets its consumers declare.
-  - A running consumer whose configuration changed (rc.conf variables, socket count, port, rc.d
-    script or program), or whose group is not whole, is restarted only after every rule diverting to
-    its port was withdrawn from the host in one transaction (with pf the anchor is reloaded without those
-    rules, with ipfw the set is reloaded without them through the spare set and C(set swap)). The same
-    is done before starting a consumer that is not running. The rules come back when
-    M(divert.fleet.divert_rules) next applies, which checks that the group is whole first (invariant I2, simple form).
-  - What was applied last is recorded in C(/var/db/divert_fleet/consumers.json) to notice changes.
+  - Brings all divert consumers of one host to their spec in one call, without touching the divert
+    rules except to withdraw them where a consumer must stop or restart in place. Use
+    M(divert.fleet.divert_host) to change consumers and rules as one unit (blue/green restarts need it).
+  - Loads C(ipdivert.ko) when it is missing, and makes it load at boot (C(kld_list) on FreeBSD,
+    C(ipdivert_load="YES") in C(/boot/loader.conf.local) on OPNsense, which does not run C(rc.d/kld)).
+  - Configures each consumer through its driver (rc.conf variables with C(sysrc), on OPNsense in
+    C(/etc/rc.conf.d/SERVICE); OPNsense's IDS model for C(opnsense-ids)), starts consumers that are not
+    running, then waits until the kernel shows every group whole.
+  - A running consumer whose change needs only a reload (O(consumers[].watch) C(reload) files) is
+    reloaded without rebinding. One that needs a restart (settings, sockets, port, program, C(restart)
+    files) is refused unless O(allow_disruption), and then restarted in place only after every rule
+    diverting to its port was withdrawn in one transaction and its pf states drained (invariant I2);
+    the rules come back when M(divert.fleet.divert_rules) next applies.
+  - A consumer recorded on the host but no longer given is stopped after its rules are withdrawn and
+    drained, and the rc.conf variables the collection set for it are removed.
+  - What runs is recorded in C(/var/db/divert_fleet/consumers.json).
 author:
   - divert.fleet contributors (@divert)
 options:
-  consumers:
-    description: The host's resolved consumers.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Consumer name.
-        type: str
-        required: true
-      port:
-        description: Divert port.
-        type: int
-        required: true
-      sockets:
-        description: Sockets this consumer binds on the port.
-        type: int
-        required: true
-      lb:
-        description: Whether the consumer sets C(SO_REUSEPORT_LB) (informational here).
-        type: bool
-        default: true
-      service:
-        description: The rc.d service that runs the consumer.
-        type: str
-        required: true
-      rc_vars:
-        description: rc.conf variables of the service.
-        type: dict
-        default: {}
-      ready_timeout:
-        description: Seconds to wait for the consumer's sockets.
-        type: int
-        default: 60
-      reference:
-        description: The consumer is the collection's reference consumer (divert-reflector).
-        type: bool
-        default: false
-      description:
-        description: Free text, ignored.
-        type: str
-  reference_program:
-    description:
-      - Source text of the reference consumer, read on the controller from the role's files.
-      - Required when a consumer has O(consumers[].reference=true).
-    type: str
   backend:
-    description: The host's firewall, needed to withdraw rules before a restart. Without it nothing is withdrawn.
+    description: The host's firewall, needed to withdraw rules before a stop or restart. Without it nothing is withdrawn.
     type: str
     choices: [pf, ipfw]
   anchor:
@@ -97,6 +49,7 @@ options:
     type: int
     default: 6
 extends_documentation_fragment:
+  - divert.fleet._consumers
   - divert.fleet._onhost
   - divert.fleet._onhost.change
 attributes:
@@ -138,97 +91,83 @@ EXAMPLES = r"""
 
 RETURN = r"""
 consumers:
-  description: Per consumer, what changed.
-  returned: always
+  description: Per consumer, what was done and why, and what runs now.
+  returned: success
   type: list
   elements: dict
   sample:
     - name: ids
+      driver: suricata
       service: suricata
       port: 8000
-      sockets: 31
+      standby_port: 8001
+      live_port: 8000
+      sockets: 15
+      action: reload
+      reasons: [/usr/local/etc/suricata/rules/local.rules changed]
       changed: true
-      action: restart
-      was_running: true
-      rc_vars_changed: {suricata_flags: {before: "-d 8000", after: "-d 8000 -v"}}
-      rc_script_changed: false
-      bound: 31
-withdrawn:
-  description: The loaded rules withdrawn before (re)starting consumers, as the firewall printed them.
-  returned: always
-  type: list
-  elements: str
-  sample: ['pass in quick on igb0 inet proto tcp from any to any port = 80 flags S/SA keep state divert-to 8000']
+      bound: 15
+      policy: "sockets, port, settings, program: a new group on port 8001, then back; ...: reload (SIGUSR2), no rebind"
 actions:
-  description: Host-wide actions (ipdivert, program installed, rules withdrawn).
+  description: What was done (or would be done in check mode), in order.
   returned: always
   type: list
   elements: str
-  sample: [kldload ipdivert]
+  sample: [kldload ipdivert, started suricata on port 8000 (not running)]
+live_ports:
+  description: The port each consumer's serving group is on.
+  returned: success
+  type: dict
+  sample: {ids: 8000}
 sockets:
   description: Bound divert sockets per port at the end.
-  returned: always
+  returned: success
   type: dict
-  sample: {"8000": {port: 8000, bound: 31, pids: [812], commands: [suricata]}}
+  sample: {"8000": {port: 8000, bound: 15, pids: [812], commands: [suricata]}}
 commands:
   description: The commands run on the host.
   returned: always
   type: list
   elements: str
-  sample: [kldstat -q -m ipdivert]
+  sample: [sysctl -x net.inet.divert.pcblist]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
-from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
-    DEFAULT_LOCK_TIMEOUT, FreeBSDHost, HostError, HostLock)
+from ansible_collections.divert.fleet.plugins.module_utils._argspec import CHANGE_ARGS, CONSUMERS_ARGS, FIREWALL_ARGS
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
-from ansible_collections.divert.fleet.plugins.module_utils._host_consumers import ensure_consumers
-
-CONSUMER_OPTIONS = dict(
-    name=dict(type="str", required=True),
-    port=dict(type="int", required=True),
-    sockets=dict(type="int", required=True),
-    lb=dict(type="bool", default=True),
-    service=dict(type="str", required=True),
-    rc_vars=dict(type="dict", default={}),
-    ready_timeout=dict(type="int", default=60),
-    reference=dict(type="bool", default=False),
-    description=dict(type="str"),
-)
+from ansible_collections.divert.fleet.plugins.module_utils._host_lifecycle import run_unit
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError, HostLock
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            consumers=dict(type="list", elements="dict", required=True, options=CONSUMER_OPTIONS),
-            reference_program=dict(type="str"),
-            backend=dict(type="str", choices=["pf", "ipfw"]),
-            anchor=dict(type="str", default="divert_fleet"),
-            set=dict(type="int", default=5),
-            spare_set=dict(type="int", default=6),
-            platform=dict(type="str", choices=["freebsd", "opnsense"]),
-            lock_timeout=dict(type="int", default=DEFAULT_LOCK_TIMEOUT),
-        ),
-        supports_check_mode=True,
-    )
+    argument_spec = dict(backend=dict(type="str", choices=["pf", "ipfw"]))
+    for part in (CONSUMERS_ARGS, FIREWALL_ARGS, CHANGE_ARGS):
+        argument_spec.update(part)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     host = FreeBSDHost()
     try:
-        if params["platform"]:
-            _host_guard.platform(host, params["platform"])
+        platform = _host_guard.platform(host, params["platform"]) if params["platform"] else \
+            _host_guard.detect_platform(host)
         backend = None
         if params["backend"]:
             backend = make_backend(host, params["backend"], params["anchor"], params["set"], params["spare_set"])
         with HostLock(host, "divert.fleet.divert_consumers", params["lock_timeout"]):
-            result = ensure_consumers(host, params["consumers"], params["reference_program"], backend,
-                                      check_mode=module.check_mode)
+            result = run_unit(host, backend, params["consumers"], None, {}, platform,
+                              check_mode=module.check_mode, allow_disruption=params["allow_disruption"],
+                              reference_program=params["reference_program"])
     except HostError as exc:
-        module.fail_json(msg=exc.message, commands=host.commands, **exc.details)
+        module.fail_json(msg=exc.message, commands=host.commands, changed=bool(exc.details.get("done")),
+                         **exc.details)
     diff = result.pop("diff")
+    for warning in result.pop("warnings"):
+        module.warn(warning)
     if module._diff:
-        result["diff"] = diff
+        result["diff"] = diff["settings"]
+    for key in ("live_rules", "rules"):
+        result.pop(key, None)
     module.exit_json(commands=host.commands, **result)
 
 

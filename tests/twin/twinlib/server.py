@@ -110,17 +110,19 @@ class Server:
         k = self.k
         with k.lock:
             k.boot_time = int(time.time())
-        # loader(8): modules named in /boot/loader.conf with NAME_load="YES"
-        try:
-            for line in open("/boot/loader.conf"):
-                line = line.split("#", 1)[0].strip()
-                if "_load=" in line:
-                    n, _, v = line.partition("_load=")
-                    if v.strip().strip('"').upper() == "YES" and n in commands.MODFILES:
-                        with k.lock:
-                            k.load_module(n)
-        except OSError:
-            pass
+        # loader(8): modules named with NAME_load="YES" in the files of loader_conf_files, by default
+        # "/boot/device.hints /boot/loader.conf /boot/loader.conf.local" (stand/defaults/loader.conf)
+        for conf in ("/boot/loader.conf", "/boot/loader.conf.local"):
+            try:
+                for line in open(conf):
+                    line = line.split("#", 1)[0].strip()
+                    if "_load=" in line:
+                        n, _, v = line.partition("_load=")
+                        if v.strip().strip('"').upper() == "YES" and n in commands.MODFILES:
+                            with k.lock:
+                                k.load_module(n)
+            except OSError:
+                pass
         with open(os.path.join(self.hostdir, "console.log"), "ab") as log:
             log.write(b"--- boot %d\n" % int(time.time()))
             log.flush()

@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import re
 
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost
@@ -104,8 +105,18 @@ class FakeFreeBSD:
         self.log = []
         self.loaded_files = []
         self.pf_conf = pf_conf
+        # A service's own sockets: `binder(service)` gives the rows it binds when it starts; they go
+        # when it stops (a consumer's sockets close when its process ends).
+        self.binder = None
+        self.bound_by = {}
+        self.states_text = ""  # what `pfctl -ss -vv` prints
+        self.main_rules_vv = '@0 anchor "divert_fleet" all\n'
+        self.signals = []  # (signal, pid) sent with kill
+        self.reloads = []  # services reloaded with `service NAME reload`
+        self.pid = {}  # service -> pid
 
     def host(self, root, name="fw1"):
+        self.root = str(root)
         clock = {"now": 0.0}
 
         def sleep(seconds):
@@ -130,11 +141,15 @@ class FakeFreeBSD:
         name, args = argv[0], argv[1:]
         line = " ".join(args)
         if name == "sockstat":
+            rows = self.all_sockets()
             if "--libxo" in args:
                 if not self.libxo:
                     return 1, "", "sockstat: illegal option -- -\nusage: sockstat [-46cLlSsUuvw] [-j jid] [-p ports]\n"
-                return 0, sockstat_json(self.sockets), ""
-            return 0, sockstat_text(self.sockets), ""
+                return 0, sockstat_json(rows), ""
+            return 0, sockstat_text(rows), ""
+        if name == "kill":
+            self.signals.append((args[0], int(args[1])))
+            return 0, "", ""
         if name == "pfctl":
             return self._pfctl(args, line)
         if name == "ipfw":
@@ -149,15 +164,49 @@ class FakeFreeBSD:
         if name == "service":
             service, verb = args[0], args[1]
             if verb == "onestatus":
-                return (0, "%s is running as pid 99.\n" % service, "") if service in self.running \
-                    else (1, "%s is not running.\n" % service, "")
+                return (0, "%s is running as pid %d.\n" % (service, self.pid.get(service, 99)), "") \
+                    if service in self.running else (1, "%s is not running.\n" % service, "")
+            if verb in ("stop", "onestop"):
+                self.running.discard(service)
+                self.bound_by.pop(service, None)
+                return 0, "", ""
+            if verb == "reload":
+                self.reloads.append(service)
+                return 0, "", ""
             self.running.add(service)
+            if self.binder is not None:
+                self.bound_by[service] = list(self.binder(service))
             return 0, "", ""
         if name == "configctl":
-            return 0, "OK\n", ""
+            return self._configctl(args)
         return 127, "", "%s: not found" % name
 
+    def all_sockets(self):
+        rows = list(self.sockets)
+        for service in sorted(self.bound_by):
+            rows += self.bound_by[service]
+        return rows
+
+    def _configctl(self, args):
+        if args[:2] == ["ids", "status"]:
+            return (0, "suricata is running as pid 77.\n", "") if "suricata" in self.running \
+                else (0, "suricata is not running.\n", "")
+        if args[:1] == ["ids"] and args[1] in ("start", "restart"):
+            self.running.add("suricata")
+            if self.binder is not None:
+                self.bound_by["suricata"] = list(self.binder("suricata"))
+        elif args[:2] == ["ids", "stop"]:
+            self.running.discard("suricata")
+            self.bound_by.pop("suricata", None)
+        elif args[:2] == ["ids", "reload"]:
+            self.reloads.append("suricata")
+        return 0, "OK\n", ""
+
     def _pfctl(self, args, line):
+        if line == "-ss -vv":
+            return 0, self.states_text, ""
+        if line == "-sr -vv":
+            return 0, self.main_rules_vv, ""
         if line == "-s info":
             return 0, PF_INFO % ("Enabled" if self.pf_enabled else "Disabled"), ""
         if line == "-e":
@@ -222,17 +271,38 @@ class FakeFreeBSD:
         self.ipfw_list = "\n".join(kept) + ("\n" if kept else "")
 
     def _sysrc(self, args):
+        conf, path = self.rc_conf, None
+        if args[:1] == ["-f"]:  # the file itself, below the host's root, as sysrc -f writes it
+            path = os.path.join(self.root, args[1].lstrip("/"))
+            conf = {}
+            if os.path.exists(path):
+                for line in open(path).read().splitlines():
+                    var, _sep, value = line.partition("=")
+                    conf[var] = value.strip('"')
+            args = args[2:]
+        answer = self._sysrc_in(conf, args)
+        if path is not None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as handle:
+                handle.write("".join('%s="%s"\n' % item for item in sorted(conf.items())))
+        return answer
+
+    def _sysrc_in(self, conf, args):
         if args[:1] == ["-e"]:
             out, err = [], []
             for var in args[1:]:
-                if var in self.rc_conf:
-                    out.append('%s="%s"' % (var, self.rc_conf[var]))
+                if var in conf:
+                    out.append('%s="%s"' % (var, conf[var]))
                 else:
                     err.append("sysrc: unknown variable '%s'" % var)
             return (1 if err else 0), "\n".join(out) + ("\n" if out else ""), "\n".join(err)
+        if args[:1] == ["-x"]:
+            for var in args[1:]:
+                conf.pop(var, None)
+            return 0, "", ""
         for assignment in args:
             var, _sep, value = assignment.partition("=")
-            self.rc_conf[var] = value
+            conf[var] = value
         return 0, "", ""
 
     def commands(self, prefix):

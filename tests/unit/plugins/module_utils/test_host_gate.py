@@ -12,6 +12,8 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from ansible_collections.divert.fleet.plugins.module_utils import _host_gate
 from ansible_collections.divert.fleet.plugins.module_utils._host_gate import deploy_rules, gate_main
 
@@ -72,18 +74,26 @@ def test_gate_program_from_inside_a_zip(tmp_path):
     assert proc.stdout == _host_gate.gate_program()
 
 
-def test_boot_gate_installed_and_idempotent(tmp_path):
-    fake, host, backend = pf_host(tmp_path, sockets=WHOLE, pf_conf='anchor "divert_fleet"\n')
-    result = deploy_rules(host, backend, PF_WANTED, GROUPS, platform="opnsense")
+@pytest.mark.parametrize("platform", ["freebsd", "opnsense"])
+def test_boot_gate_installed_once_per_platform_and_idempotent(tmp_path, platform):
+    """I3 exactly once: rc.d on FreeBSD; on OPNsense the syshook and no enabled rc.d script, which
+    OPNsense's rc.freebsd would run a second time."""
+    fake, host, backend = pf_host(tmp_path, sockets=WHOLE, pf_conf='anchor "divert_fleet"\n',
+                                  rc_conf={"divert_fleet_enable": "YES"} if platform == "opnsense" else {})
+    result = deploy_rules(host, backend, PF_WANTED, GROUPS, platform=platform)
     assert "/usr/local/libexec/divert-fleet-gate" in result["boot_gate"]
     state = json.loads((tmp_path / "var/db/divert_fleet/state.json").read_text())
     assert state["groups"] == {"8000": 3, "8100": 1} and state["anchor"] == "divert_fleet"
     assert (tmp_path / "var/db/divert_fleet/rules").read_text() == PF_WANTED
-    rc_script = (tmp_path / "usr/local/etc/rc.d/divert_fleet").read_text()
-    assert "# PROVIDE: divert_fleet" in rc_script and "# REQUIRE: LOGIN" in rc_script
-    assert os.access(str(tmp_path / "usr/local/etc/rc.syshook.d/start/50-divert_fleet"), os.X_OK)
-    assert fake.rc_conf["divert_fleet_enable"] == "YES"
-    again = deploy_rules(host, backend, PF_WANTED, GROUPS, platform="opnsense")
+    rc_script = tmp_path / "usr/local/etc/rc.d/divert_fleet"
+    syshook = tmp_path / "usr/local/etc/rc.syshook.d/start/50-divert_fleet"
+    if platform == "freebsd":
+        assert "# PROVIDE: divert_fleet" in rc_script.read_text() and "# REQUIRE: LOGIN" in rc_script.read_text()
+        assert fake.rc_conf["divert_fleet_enable"] == "YES" and not syshook.exists()
+    else:
+        assert os.access(str(syshook), os.X_OK) and not rc_script.exists()
+        assert "divert_fleet_enable" not in fake.rc_conf and "removed divert_fleet_enable" in result["boot_gate"]
+    again = deploy_rules(host, backend, PF_WANTED, GROUPS, platform=platform)
     assert again["boot_gate"] == [] and not again["changed"]
 
 

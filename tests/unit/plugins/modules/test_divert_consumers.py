@@ -29,9 +29,9 @@ def test_start_and_report(monkeypatch, tmp_path):
                                 monkeypatch, fake.host(tmp_path))
     assert not failed and result["changed"]
     report = result["consumers"][0]
-    assert report["action"] == "start" and report["bound"] == 1
-    assert report["rc_vars_changed"]["appidd_flags"] == {"before": None, "after": "-p 8100"}
-    assert 'appidd_enable="YES"' in result["diff"]["after"]
+    assert report["action"] == "start" and report["bound"] == 1 and report["live_port"] == 8100
+    assert "appidd_flags=(unset)" in result["diff"]["before"]
+    assert 'appidd_flags="-p 8100"' in result["diff"]["after"] and 'appidd_enable="YES"' in result["diff"]["after"]
     result, failed = run_module(divert_consumers, {"consumers": [APPID], "backend": "pf"}, monkeypatch,
                                 fake.host(tmp_path))
     assert not failed and not result["changed"]
@@ -40,7 +40,7 @@ def test_start_and_report(monkeypatch, tmp_path):
 def test_defaults_of_suboptions(monkeypatch, tmp_path):
     fake = _fake()
     result, failed = run_module(divert_consumers, {"consumers": [APPID]}, monkeypatch, fake.host(tmp_path))
-    assert not failed and result["withdrawn"] == []
+    assert not failed and result["consumers"][0]["driver"] == "rc" and result["consumers"][0]["standby_port"] is None
 
 
 def test_missing_port(monkeypatch, tmp_path):

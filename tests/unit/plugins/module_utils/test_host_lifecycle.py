@@ -1,0 +1,293 @@
+# -*- coding: utf-8 -*-
+"""One host's change as one unit: start, reload, blue/green switch, in-place restart, removal, failure."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+import pytest
+
+from ansible_collections.divert.fleet.plugins.module_utils._host_consumers import change_needed, read_record
+from ansible_collections.divert.fleet.plugins.module_utils._host_drivers import SuricataDriver
+from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import PfBackend
+from ansible_collections.divert.fleet.plugins.module_utils._host_lifecycle import UnitFailure, run_unit
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import HostError
+
+from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.host_fakes import FakeFreeBSD
+
+PROGRAM = "print('reflector')\n"
+RULES = ('pass in quick on igb0 inet proto tcp from any to any port 80 keep state label "divert_fleet:web" '
+         'divert-to 8000\n'
+         'pass in quick inet proto udp from any to any port 53 keep state label "divert_fleet:dns" divert-to 8100\n')
+
+
+def probe(**changes):
+    consumer = {"name": "probe", "port": 8000, "standby_port": 8001, "sockets": 3, "service": "probe",
+                "driver": "reflector", "rc_vars": {}, "ready_timeout": 10, "drain_timeout": 30}
+    consumer.update(changes)
+    return consumer
+
+
+def appid(**changes):
+    consumer = {"name": "appid", "port": 8100, "sockets": 1, "service": "appidd", "driver": "rc",
+                "rc_vars": {"appidd_flags": "-p 8100"}, "ready_timeout": 10}
+    consumer.update(changes)
+    return consumer
+
+
+def _fake(tmp_path, partial=None):
+    """A FreeBSD whose services bind what their rc.conf variables say (reflector instances) or one
+    socket on 8100 (appidd); `partial` caps how many sockets a service binds."""
+    fake = FakeFreeBSD(rc_conf={"kld_list": "ipdivert", "pf_enable": "YES", "divert_fleet_enable": "YES"},
+                       pf_conf='anchor "divert_fleet"\n')
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    (tmp_path / "etc" / "pf.conf").write_text(fake.pf_conf)
+
+    def binder(service):
+        if service == "appidd":
+            return [(8100, 300, "appidd")]
+        port = int(fake.rc_conf.get(service + "_port", 0))
+        count = int(fake.rc_conf.get(service + "_sockets", 0))
+        if partial and service in partial:
+            count = partial[service]
+        return [(port, 400 + len(service), "python3.11")] * count
+    fake.binder = binder
+    fake.pf_prints = {}
+    return fake, fake.host(tmp_path)
+
+
+def unit(fake, host, consumers, rules=RULES, **kwargs):
+    groups = {}
+    for consumer in consumers:
+        groups[consumer["port"]] = groups.get(consumer["port"], 0) + consumer["sockets"]
+    return run_unit(host, PfBackend(host, "divert_fleet"), consumers, rules, groups, "freebsd",
+                    reference_program=PROGRAM, **kwargs)
+
+
+def loaded_ports(fake):
+    return sorted(set(int(word) for line in fake.anchor_printed.splitlines()
+                      for word in line.split()[-1:]))
+
+
+def test_first_run_binds_before_the_rules_then_nothing(tmp_path):
+    fake, host = _fake(tmp_path)
+    result = unit(fake, host, [probe(), appid()])
+    assert [c["action"] for c in result["consumers"]] == ["start", "start"]
+    assert fake.index("service probe start") < fake.index("pfctl -o none -a divert_fleet -f")
+    assert fake.rc_conf["probe_port"] == "8000" and fake.rc_conf["probe_sockets"] == "3"
+    assert loaded_ports(fake) == [8000, 8100] and result["live_ports"] == {"probe": 8000, "appid": 8100}
+    record = read_record(host)
+    assert record["probe"]["live_port"] == 8000 and record["appid"]["managed_vars"] == [
+        "appidd_enable", "appidd_flags"]
+    fake.log[:] = []
+    again = unit(fake, host, [probe(), appid()])
+    assert not again["changed"], again["actions"]
+    assert not [line for line in fake.log if line.startswith(("service", "sysrc probe", "kill"))], fake.log
+
+
+def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path):
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    # one established flow of the old group's rule 0 (divert-to 8000), older than the switch
+    fake.states_text = ("all tcp 192.0.2.1:80 <- 10.0.0.1:4000       ESTABLISHED:ESTABLISHED\n"
+                        "   age 00:05:00, expires in 23:59:00, 10:10 pkts, 600:600 bytes, anchor 0, rule 0\n"
+                        "   id: 6a1b000000000001 creatorid: 74776e31\n")
+    polls = []
+
+    def flow_ends(_argv):
+        polls.append(1)
+        if len(polls) >= 3:
+            fake.states_text = ""
+    fake.on["pfctl -ss -vv"] = flow_ends
+    fake.log[:] = []
+    result = unit(fake, host, [probe(sockets=5), appid()])
+    (report,) = [c for c in result["consumers"] if c["name"] == "probe"]
+    assert report["action"] == "switch" and report["live_port"] == 8001 and report["reasons"][0] == "sockets 3 -> 5"
+    # the new group is whole before the rules switch; the old group stops only after its flow ended
+    assert fake.index("service probe_standby start") < fake.index("pfctl -o none -a divert_fleet -f")
+    assert fake.index("pfctl -o none -a divert_fleet -f") < fake.index("service probe onestop")
+    assert len(polls) >= 3 and fake.log.index("service probe onestop") > max(
+        i for i, line in enumerate(fake.log) if line == "pfctl -ss -vv")
+    assert loaded_ports(fake) == [8001, 8100]
+    assert fake.rc_conf["probe_standby_sockets"] == "5" and "probe_enable" not in fake.rc_conf
+    assert (tmp_path / "usr/local/etc/rc.d/probe_standby").exists()
+    assert read_record(host)["probe"]["live_port"] == 8001
+    assert any("drained in" in action for action in result["actions"])
+    fake.log[:] = []
+    assert not unit(fake, host, [probe(sockets=5), appid()])["changed"]
+    # the next change goes back to the spec's port
+    back = unit(fake, host, [probe(sockets=7), appid()])
+    assert [c["live_port"] for c in back["consumers"]] == [8000, 8100] and loaded_ports(fake) == [8000, 8100]
+    assert "probe_standby_enable" not in fake.rc_conf and fake.rc_conf["probe_sockets"] == "7"
+
+
+def test_a_new_group_that_never_becomes_whole_leaves_the_host_as_it_was(tmp_path):
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    before_rules, before_record = fake.anchor_printed, read_record(host)
+    fake.binder_partial = None
+    real = fake.binder
+    fake.binder = lambda service: real(service)[:2] if service == "probe_standby" else real(service)
+    with pytest.raises(UnitFailure) as info:
+        unit(fake, host, [probe(sockets=5, ready_timeout=2), appid()])
+    message = info.value.message
+    assert "port 8001: 5 socket(s) declared, 2 bound" in message
+    assert "the host runs what it ran before: probe on port 8000, appid on port 8100" in message
+    assert "the new group(s) probe on port 8001 were stopped" in message
+    assert info.value.details["done"]  # the module reports changed: something ran and was undone
+    assert fake.anchor_printed == before_rules and read_record(host) == before_record
+    assert "probe_standby" not in fake.running and "probe_standby_enable" not in fake.rc_conf
+    assert not (tmp_path / "usr/local/etc/rc.d/probe_standby").exists()
+
+
+def test_a_restart_without_a_standby_port_is_refused_before_anything_changes(tmp_path):
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    fake.log[:] = []
+    with pytest.raises(HostError) as info:
+        unit(fake, host, [probe(), appid(rc_vars={"appidd_flags": "-p 8100 -v"})])
+    message = info.value.message
+    assert message.startswith("refusing the change on fw1 before touching it: consumer appid on port 8100 needs a "
+                              "restart (appidd_flags \"-p 8100\" -> \"-p 8100 -v\")")
+    assert "passes undiverted or is dropped for up to 10 s" in message and "standby_port" in message
+    assert not [line for line in fake.log if line.startswith(("service", "kill", "pfctl -o none", "sysrc appidd"))]
+
+
+def test_an_allowed_in_place_restart_withdraws_drains_restarts_and_reloads_the_rules(tmp_path):
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    fake.log[:] = []
+    result = unit(fake, host, [probe(), appid(rc_vars={"appidd_flags": "-p 8100 -v"})], allow_disruption=True)
+    assert [c["action"] for c in result["consumers"]] == [None, "restart"]
+    withdraw = fake.index("pfctl -o none -a divert_fleet -f")
+    assert withdraw < fake.index("sysrc appidd_flags") < fake.index("service appidd restart")
+    assert fake.loaded_files[-2].count("divert-to 8100") == 0  # withdrawn first
+    assert loaded_ports(fake) == [8000, 8100]  # and back once whole
+    assert fake.rc_conf["appidd_flags"] == "-p 8100 -v"
+
+
+def test_a_reload_only_change_signals_without_rebinding(tmp_path):
+    fake, host = _fake(tmp_path)
+    rules_file = tmp_path / "usr/local/etc/probe.rules"
+    rules_file.parent.mkdir(parents=True, exist_ok=True)
+    rules_file.write_text("v1\n")
+    watched = probe(watch={"reload": ["/usr/local/etc/probe.rules"]})
+    unit(fake, host, [watched, appid()])
+    rules_file.write_text("v2\n")
+    fake.pid["probe"] = 4321
+    fake.log[:] = []
+    result = unit(fake, host, [watched, appid()])
+    assert [c["action"] for c in result["consumers"]] == ["reload", None]
+    assert fake.signals == [("-USR2", 4321)]
+    assert not fake.commands("service probe start") and not fake.commands("service probe_standby")
+    assert not fake.commands("pfctl -o none -a divert_fleet -f")
+    assert not unit(fake, host, [watched, appid()])["changed"]
+
+
+def test_a_removed_consumer_stops_after_its_rules_and_states_are_gone(tmp_path):
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    fake.log[:] = []
+    result = unit(fake, host, [probe()], rules=RULES.splitlines(True)[0])
+    assert fake.index("pfctl -o none -a divert_fleet -f") < fake.index("service appidd onestop")
+    assert loaded_ports(fake) == [8000]
+    assert "appidd_enable" not in fake.rc_conf and "appidd_flags" not in fake.rc_conf
+    assert "kld_list" in fake.rc_conf  # never a variable the collection did not set for it
+    assert "appid" not in read_record(host)
+    assert any("consumer removed from the spec" in action for action in result["actions"])
+
+
+def test_check_mode_says_what_it_would_do_and_changes_nothing(tmp_path):
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    before = (dict(fake.rc_conf), fake.anchor_printed, read_record(host))
+    fake.log[:] = []
+    result = unit(fake, host, [probe(sockets=5), appid()], check_mode=True)
+    assert result["changed"] and result["live_ports"]["probe"] == 8001
+    assert "would switch probe on port 8001" in result["actions"]
+    assert "divert-to 8001" in result["diff"]["rules"]["after"]
+    assert (dict(fake.rc_conf), fake.anchor_printed, read_record(host)) == before
+    assert not [line for line in fake.log if line.startswith(("service", "sysrc probe", "pfctl -o none -a divert_fleet -f"))]
+
+
+def test_change_needed_is_the_one_decision():
+    running = {"driver": "rc", "live_port": 8000, "sockets": 3, "settings": {"x_flags": "-a"},
+               "restart_fp": {"/p": "1"}, "reload_fp": {"/r": "1"}}
+    assert change_needed(running, dict(running)) == (None, [])
+    assert change_needed(running, dict(running, reload_fp={"/r": "2"})) == ("reload", ["/r changed"])
+    assert change_needed(running, dict(running, sockets=5))[0] == "restart"
+    assert change_needed(running, dict(running, restart_fp={"/p": "2"}, reload_fp={"/r": "2"})) == (
+        "restart", ["/p changed"])
+    assert change_needed(running, dict(running, live_port=8001)) == ("restart", ["port 8000 -> 8001"])
+
+
+def test_suricata_settings_repeat_the_divert_port_per_listener(tmp_path):
+    driver = SuricataDriver(FakeFreeBSD().host(tmp_path), "freebsd")
+    consumer = {"name": "ips", "port": 8010, "standby_port": 8011, "sockets": 3, "service": "suricata",
+                "rc_vars": {"suricata_flags": "-D -v"}}
+    assert driver.settings(consumer, 8010) == {"suricata_enable": "YES", "suricata_divertport": "8010",
+                                               "suricata_flags": "-D -v -d 8010 -d 8010"}
+    assert driver.settings(consumer, 8011)["suricata_standby_flags"] == "-D -v -d 8011 -d 8011"
+    assert driver.instance_service(consumer, 8011) == "suricata_standby"
+
+
+def test_opnsense_rc_variables_go_to_rc_conf_d(tmp_path):
+    fake, host = _fake(tmp_path)
+    (tmp_path / "usr/local/sbin").mkdir(parents=True)
+    result = run_unit(host, PfBackend(host, "divert_fleet"), [appid()], RULES.splitlines(True)[1], {8100: 1},
+                      "opnsense")
+    assert (tmp_path / "etc/rc.conf.d/appidd").read_text() == 'appidd_enable="YES"\nappidd_flags="-p 8100"\n'
+    assert "appidd_flags" not in fake.rc_conf
+    assert (tmp_path / "boot/loader.conf.local").read_text() == 'ipdivert_load="YES"\n'
+    assert result["consumers"][0]["action"] == "start"
+
+
+def test_opnsense_ids_is_configured_through_its_model(tmp_path):
+    fake, host = _fake(tmp_path)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf/config.xml").write_text(
+        '<?xml version="1.0"?>\n<opnsense><OPNsense><IDS version="1.0.9"><general><enabled>0</enabled>'
+        '<mode>pcap</mode><homenet>10.0.0.0/8</homenet></general></IDS></OPNsense></opnsense>\n')
+    fake.binder = lambda service: [(8000, 77, "suricata")] * 4 if service == "suricata" else []
+    ids = {"name": "ids", "port": 8000, "sockets": 4, "service": "suricata", "driver": "opnsense-ids",
+           "rc_vars": {}, "ready_timeout": 10}
+    rules = RULES.splitlines(True)[0]
+    result = run_unit(host, PfBackend(host, "divert_fleet"), [ids], rules, {8000: 4}, "opnsense")
+    config = (tmp_path / "conf/config.xml").read_text()
+    assert "<enabled>1</enabled>" in config and "<mode>divert</mode>" in config
+    assert "<divert_listeners>4</divert_listeners>" in config and "<homenet>10.0.0.0/8</homenet>" in config
+    assert fake.index("configctl template reload OPNsense/IDS") < fake.index("configctl ids start")
+    assert fake.index("configctl ids start") < fake.index("pfctl -o none -a divert_fleet -f")
+    assert list((tmp_path / "conf/backup").iterdir())  # the previous config kept, as OPNsense does
+    assert not [k for k in fake.rc_conf if k.startswith("suricata")]
+    assert result["consumers"][0]["bound"] == 4
+    fake.log[:] = []
+    assert not run_unit(host, PfBackend(host, "divert_fleet"), [ids], rules, {8000: 4}, "opnsense")["changed"]
+
+
+@pytest.mark.parametrize("consumer, message", [
+    (dict(appid(), driver="opnsense-ids", port=8000), "is not OPNsense"),
+    (dict(appid(), driver="suricata", sockets=17), "at most 16 divert listeners"),
+    (dict(appid(), standby_port=8101), "cannot use standby_port"),
+])
+def test_driver_refusals_change_nothing(tmp_path, consumer, message):
+    fake, host = _fake(tmp_path)
+    with pytest.raises(HostError) as info:
+        unit(fake, host, [consumer], rules=RULES.splitlines(True)[1].replace("8100", str(consumer["port"])))
+    assert message in info.value.message
+    assert not [line for line in fake.log if line.startswith(("service", "sysrc appidd", "pfctl -o none"))]
+
+
+def test_record_of_an_earlier_version_is_read(tmp_path):
+    fake, host = _fake(tmp_path)
+    (tmp_path / "var/db/divert_fleet").mkdir(parents=True)
+    (tmp_path / "var/db/divert_fleet/consumers.json").write_text(json.dumps(
+        {"appid": {"port": 8100, "sockets": 1, "rc_vars": {"appidd_enable": "YES", "appidd_flags": "-p 8100"},
+                   "program": None}}))
+    fake.running.add("appidd")
+    fake.bound_by["appidd"] = [(8100, 300, "appidd")]
+    fake.rc_conf.update(appidd_enable="YES", appidd_flags="-p 8100")
+    result = unit(fake, host, [appid()], rules=RULES.splitlines(True)[1])
+    assert result["consumers"][0]["action"] is None
