@@ -42,3 +42,22 @@ options:
     type: int
     default: 900
 """
+
+    # divert_rules and divert_host: where the main ruleset evaluates the divert anchor.
+    PLACEMENT = r"""
+options:
+  placement:
+    description:
+      - Where the main pf ruleset evaluates the anchor - the operator's security decision. C(tail) (FreeBSD's
+        default) after the operator's own rules, so their block rules still apply. C(head) (OPNsense's default)
+        before them, so every packet a divert rule matches is passed to the consumer and then on, whatever the
+        other rules say - right only where the consumer is the enforcement point.
+      - FreeBSD - where the C(anchor) line goes in C(/etc/pf.conf) when it is added (an existing line stays where
+        it is); OPNsense - the placement the plugin hook registers the anchor with.
+    type: str
+    choices: [head, tail]
+  priority:
+    description: OPNsense only - the priority the anchor is registered with among other head or tail anchors.
+    type: int
+    default: 0
+"""

@@ -42,6 +42,11 @@ CHANGE_ARGS = dict(
     lock_timeout=dict(type="int", default=DEFAULT_LOCK_TIMEOUT),
 )
 
+PLACEMENT_ARGS = dict(
+    placement=dict(type="str", choices=["head", "tail"]),
+    priority=dict(type="int", default=0),
+)
+
 FIREWALL_ARGS = dict(
     anchor=dict(type="str", default="divert_fleet"),
     set=dict(type="int", default=5),

@@ -226,8 +226,18 @@ def _anchor_line_re(anchor):
     return re.compile(r'^\s*anchor\s+"?%s"?(\s|$)' % re.escape(anchor), re.M)
 
 
-def ensure_pf_enabled(host, check_mode):
-    """`pfctl -e` if `pfctl -s info` says Disabled (print_status: `Status: Enabled|Disabled`)."""
+PLACEMENTS = ("head", "tail")
+DEFAULT_PLACEMENT = {"freebsd": "tail", "opnsense": "head"}
+_FILTER_WORDS = ("pass", "block", "match", "anchor", "antispoof")
+
+
+def ensure_pf_enabled(host, check_mode, module_loaded=True):
+    """`pfctl -e` if `pfctl -s info` says Disabled (print_status: `Status: Enabled|Disabled`).
+
+    In check mode on a host where pf.ko is not loaded yet there is nothing to read: it would be
+    enabled after loading."""
+    if not module_loaded and check_mode:
+        return True
     out = host.run_ok(["pfctl", "-s", "info"], "reading pf status")
     match = re.search(r"Status:\s+(Enabled|Disabled)", out)
     if match and match.group(1) == "Enabled":
@@ -237,27 +247,43 @@ def ensure_pf_enabled(host, check_mode):
     return True
 
 
-def ensure_freebsd_anchor_reference(host, anchor, check_mode):
+def pf_conf_with_anchor(conf, anchor, placement):
+    """pf.conf with the anchor's reference added: `tail` appends it (after the operator's own
+    rules: their block rules still apply), `head` puts it before the first filter rule (after
+    options, normalisation, queueing and translation, which pf.conf keeps first): then every
+    packet a divert rule matches is passed, whatever the operator's rules say."""
+    block = '# divert.fleet: divert rules, loaded with pfctl -a %s\nanchor "%s"\n' % (anchor, anchor)
+    lines = conf.splitlines(True)
+    if placement == "head":
+        for index, line in enumerate(lines):
+            words = line.split("#", 1)[0].split()
+            if words and words[0] in _FILTER_WORDS:
+                return "".join(lines[:index]) + block + "".join(lines[index:])
+    return conf + ("" if conf.endswith("\n") or not conf else "\n") + block
+
+
+def ensure_freebsd_anchor_reference(host, anchor, check_mode, placement="tail", module_loaded=True):
     """/etc/pf.conf references the anchor and the loaded main ruleset does too.
 
-    The line is appended at the end of pf.conf (pf.conf wants filter rules after options,
-    normalisation, queueing and translation). The anchor's rules are `quick` pass rules: placed
-    last, they decide for packets no earlier `quick` rule of the operator took (placement is a
-    security decision, freebsd-facts.md). Main ruleset reloads do not touch the anchor's rules.
+    `placement` is the operator's security decision (freebsd-facts.md, OPNsense: ruleset; README):
+    see pf_conf_with_anchor. The anchor's rules are `quick` pass rules. Main ruleset reloads do not
+    touch the anchor's rules. An existing reference is left where it is.
     """
     changes = []
     conf = host.read_file(PF_CONF) or ""
     if not _anchor_line_re(anchor).search(conf):
-        candidate = conf + ("" if conf.endswith("\n") or not conf else "\n")
-        candidate += '# divert.fleet: divert rules, loaded with pfctl -a %s\nanchor "%s"\n' % (anchor, anchor)
+        candidate = pf_conf_with_anchor(conf, anchor, placement)
         path = host.scratch_file(candidate)
         try:
+            # pfctl -n parses without /dev/pf (pfctl.c opens it read-only and goes on without it)
             host.run_ok(["pfctl", "-nf", path], "syntax check of %s with the anchor added" % PF_CONF)
         finally:
             _unlink(path)
         if not check_mode:
             host.write_file(PF_CONF, candidate, 0o644)
-        changes.append("added anchor \"%s\" to %s" % (anchor, PF_CONF))
+        changes.append("added anchor \"%s\" at the %s of %s" % (anchor, placement, PF_CONF))
+    if not module_loaded and check_mode:
+        return changes + ["loaded %s" % PF_CONF]  # pf.ko would be loaded first: nothing is loaded yet
     main = host.run_ok(["pfctl", "-s", "rules"], "reading the main pf ruleset")
     if changes or not re.search(r'^anchor "%s"' % re.escape(anchor), main, re.M):
         if not check_mode:
@@ -266,25 +292,26 @@ def ensure_freebsd_anchor_reference(host, anchor, check_mode):
     return changes
 
 
-def opnsense_plugin(anchor):
+def opnsense_plugin(anchor, placement="head", priority=0):
     return (
         "<?php\n\n"
         "/*\n"
-        " * Installed by the divert.fleet Ansible collection. Registers the divert anchor at the head\n"
-        " * of the filter rules, so that `configctl filter reload` keeps it; its rules are loaded\n"
-        " * separately with `pfctl -a %s -f`.\n"
+        " * Installed by the divert.fleet Ansible collection. Registers the divert anchor (%s of the\n"
+        " * filter rules, priority %d), so that `configctl filter reload` keeps it; its rules are\n"
+        " * loaded separately with `pfctl -a %s -f`.\n"
         " */\n\n"
         "function divert_fleet_firewall($fw)\n"
         "{\n"
-        "    $fw->registerAnchor('%s', 'fw', 0, 'head', true);\n"
-        "}\n" % (anchor, anchor))
+        "    $fw->registerAnchor('%s', 'fw', %d, '%s', true);\n"
+        "}\n" % (placement, priority, anchor, anchor, priority, placement))
 
 
-def ensure_opnsense_anchor_reference(host, anchor, check_mode):
+def ensure_opnsense_anchor_reference(host, anchor, check_mode, placement="head", priority=0):
     """OPNsense: a plugins.inc.d hook registers the anchor (Plugin::registerAnchor($name, $type,
-    $priority, $placement, $quick)); `configctl filter reload` when the hook changed."""
+    $priority, $placement, $quick)); `configctl filter reload` when the hook changed. A head anchor
+    of quick divert pass rules wins over every OPNsense filter rule (freebsd-facts.md, OPNsense)."""
     changes = []
-    if host.ensure_file(OPNSENSE_PLUGIN, opnsense_plugin(anchor), 0o644, check_mode):
+    if host.ensure_file(OPNSENSE_PLUGIN, opnsense_plugin(anchor, placement, priority), 0o644, check_mode):
         changes.append("installed %s" % OPNSENSE_PLUGIN)
         if not check_mode:
             host.run_ok(["configctl", "filter", "reload"], "reloading the OPNsense filter")

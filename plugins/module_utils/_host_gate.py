@@ -161,10 +161,11 @@ def install_boot_gate(host, backend, rules, groups, platform, timeout, check_mod
 
 
 def deploy_rules(host, backend, rules, groups, state="present", platform="freebsd", check_mode=False,
-                 boot_gate=True, gate_timeout=DEFAULT_GATE_TIMEOUT):
+                 boot_gate=True, gate_timeout=DEFAULT_GATE_TIMEOUT, placement=None, priority=0):
     """apply_rules, then the boot gate's stored copy of the rules and groups (I3)."""
     groups = _host_guard.groups(groups or {})
-    result = apply_rules(host, backend, rules, groups, state=state, platform=platform, check_mode=check_mode)
+    result = apply_rules(host, backend, rules, groups, state=state, platform=platform, check_mode=check_mode,
+                         placement=placement, priority=priority)
     if boot_gate:
         gate_changes = install_boot_gate(host, backend, rules if state == "present" else "", groups,
                                          platform, gate_timeout, check_mode)

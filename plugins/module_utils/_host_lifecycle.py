@@ -103,7 +103,7 @@ def _removed_spec(name, entry):
 
 
 def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False, allow_disruption=False,
-             reference_program=None, ready_timeout=None, progress=None):
+             reference_program=None, ready_timeout=None, progress=None, placement=None, priority=0):
     """Bring the host to the spec's consumers and rules as one unit; see the module docstring.
 
     `rules` is the host's rendered text (spec ports), `groups` {spec port: sockets}. Returns
@@ -241,7 +241,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
         if manage_rules:
             live_rules = rewrite_divert_ports(rules, mapping)
             rules_result = apply_rules(host, backend, live_rules, live_groups, platform=platform,
-                                       check_mode=check_mode)
+                                       check_mode=check_mode, placement=placement, priority=priority)
             actions += rules_result["actions"]
             result["warnings"] += rules_result["warnings"]
             if rules_result.get("sockets"):

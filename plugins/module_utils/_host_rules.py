@@ -15,13 +15,14 @@ from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
     HostError, ensure_rc_var, text_diff, unified)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import (
-    ensure_freebsd_anchor_reference, ensure_opnsense_anchor_reference, ensure_pf_enabled)
+    DEFAULT_PLACEMENT, PLACEMENTS, ensure_freebsd_anchor_reference, ensure_opnsense_anchor_reference,
+    ensure_pf_enabled)
 from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import (
     _json_table, describe_incomplete, incomplete_groups, read_divert_sockets)
 
 
 def apply_rules(host, backend, rules, groups, state="present", platform="freebsd", check_mode=False,
-                manage_main_ruleset=True):
+                manage_main_ruleset=True, placement=None, priority=0):
     """Bring the host's divert rules to `rules` (or withdraw them) in one transaction.
 
     Order: syntax check (nothing changes on failure) -> compare with what is loaded -> if
@@ -77,13 +78,18 @@ def apply_rules(host, backend, rules, groups, state="present", platform="freebsd
                                "%s loaded (canonical)" % backend.name, "%s wanted (canonical)" % backend.name)
     result["rules"] = wanted
     if backend.name == "pf" and manage_main_ruleset and state == "present":
+        placement = placement or DEFAULT_PLACEMENT[platform]
+        if placement not in PLACEMENTS:
+            raise HostError("anchor placement %r is not head or tail; nothing was changed" % placement)
         if platform == "opnsense":
-            main_changes = ensure_opnsense_anchor_reference(host, backend.anchor, check_mode)
+            main_changes = ensure_opnsense_anchor_reference(host, backend.anchor, check_mode, placement,
+                                                            int(priority or 0))
         else:
-            main_changes = ensure_freebsd_anchor_reference(host, backend.anchor, check_mode)
+            main_changes = ensure_freebsd_anchor_reference(host, backend.anchor, check_mode, placement,
+                                                           module_loaded=backend.module_loaded)
             if ensure_rc_var(host, "pf_enable", "YES", check_mode):
                 main_changes.append("pf_enable=YES in rc.conf")
-        if ensure_pf_enabled(host, check_mode):
+        if ensure_pf_enabled(host, check_mode, module_loaded=backend.module_loaded):
             main_changes.append("pfctl -e")
         result["actions"] += main_changes
         result["changed"] = result["changed"] or bool(main_changes)

@@ -72,6 +72,7 @@ extends_documentation_fragment:
   - divert.fleet._consumers
   - divert.fleet._onhost
   - divert.fleet._onhost.change
+  - divert.fleet._onhost.placement
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -161,7 +162,8 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
-from ansible_collections.divert.fleet.plugins.module_utils._argspec import CHANGE_ARGS, CONSUMERS_ARGS, FIREWALL_ARGS
+from ansible_collections.divert.fleet.plugins.module_utils._argspec import (
+    CHANGE_ARGS, CONSUMERS_ARGS, FIREWALL_ARGS, PLACEMENT_ARGS)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
 from ansible_collections.divert.fleet.plugins.module_utils._host_gate import install_boot_gate
 from ansible_collections.divert.fleet.plugins.module_utils._host_lifecycle import run_unit
@@ -176,7 +178,7 @@ def main():
         boot_gate=dict(type="bool", default=True),
         gate_timeout=dict(type="int", default=300),
     )
-    for part in (CONSUMERS_ARGS, FIREWALL_ARGS, CHANGE_ARGS):
+    for part in (CONSUMERS_ARGS, FIREWALL_ARGS, PLACEMENT_ARGS, CHANGE_ARGS):
         argument_spec.update(part)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -188,7 +190,8 @@ def main():
         with HostLock(host, "divert.fleet.divert_host", params["lock_timeout"]):
             result = run_unit(host, backend, params["consumers"], params["rules"], params["groups"], platform,
                               check_mode=module.check_mode, allow_disruption=params["allow_disruption"],
-                              reference_program=params["reference_program"])
+                              reference_program=params["reference_program"], placement=params["placement"],
+                              priority=params["priority"])
             if params["boot_gate"]:
                 gate = install_boot_gate(host, backend, result["live_rules"], result["live_groups"], platform,
                                          params["gate_timeout"], module.check_mode)

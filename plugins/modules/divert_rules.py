@@ -94,6 +94,7 @@ options:
 extends_documentation_fragment:
   - divert.fleet._onhost
   - divert.fleet._onhost.change
+  - divert.fleet._onhost.placement
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -180,6 +181,7 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
+from ansible_collections.divert.fleet.plugins.module_utils._argspec import PLACEMENT_ARGS
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
     DEFAULT_LOCK_TIMEOUT, FreeBSDHost, HostError, HostLock)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
@@ -200,6 +202,7 @@ def main():
             lock_timeout=dict(type="int", default=DEFAULT_LOCK_TIMEOUT),
             boot_gate=dict(type="bool", default=True),
             gate_timeout=dict(type="int", default=300),
+            **PLACEMENT_ARGS
         ),
         required_if=[("state", "present", ("rules",))],
         supports_check_mode=True,
@@ -213,7 +216,8 @@ def main():
         with HostLock(host, "divert.fleet.divert_rules", params["lock_timeout"]):
             result = deploy_rules(host, backend, params["rules"] or "", params["groups"], state=params["state"],
                                   platform=platform, check_mode=module.check_mode,
-                                  boot_gate=params["boot_gate"], gate_timeout=params["gate_timeout"])
+                                  boot_gate=params["boot_gate"], gate_timeout=params["gate_timeout"],
+                                  placement=params["placement"], priority=params["priority"])
     except HostError as exc:
         module.fail_json(msg=exc.message, commands=host.commands, **exc.details)
     diff = result.pop("diff")

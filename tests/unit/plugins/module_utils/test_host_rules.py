@@ -8,7 +8,8 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import HostError
-from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import IpfwBackend
+from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import (
+    IpfwBackend, opnsense_plugin, pf_conf_with_anchor)
 from ansible_collections.divert.fleet.plugins.module_utils._host_parse import pf_divert_ports
 from ansible_collections.divert.fleet.plugins.module_utils._host_rules import apply_rules
 
@@ -194,3 +195,36 @@ def test_pf_module_not_loaded_in_check_mode(tmp_path):
     result = apply_rules(host, backend, PF_WANTED, GROUPS, check_mode=True)
     assert "kldload pf" in result["actions"] and result["changed"]
     assert not fake.commands("kldload") and not fake.commands("pfctl -o none -a divert_fleet -nf")
+
+
+# --- where the anchor is evaluated ------------------------------------------------------------
+
+PF_CONF = ('set skip on lo0\nscrub in all\nnat on em0 from 10.0.0.0/8 to any -> (em0)\n'
+           'block in all\npass out all keep state\n')
+
+
+def test_tail_placement_appends_after_the_operators_rules():
+    text = pf_conf_with_anchor(PF_CONF, "divert_fleet", "tail")
+    assert text.startswith(PF_CONF) and text.endswith('anchor "divert_fleet"\n')
+
+
+def test_head_placement_goes_before_the_first_filter_rule():
+    text = pf_conf_with_anchor(PF_CONF, "divert_fleet", "head").splitlines()
+    anchor = text.index('anchor "divert_fleet"')
+    assert text[anchor + 1] == "block in all" and text.index("nat on em0 from 10.0.0.0/8 to any -> (em0)") < anchor
+
+
+def test_opnsense_hook_registers_the_chosen_placement_and_priority():
+    assert "$fw->registerAnchor('divert_fleet', 'fw', 0, 'head', true);" in opnsense_plugin("divert_fleet")
+    assert "$fw->registerAnchor('x', 'fw', 7, 'tail', true);" in opnsense_plugin("x", "tail", 7)
+
+
+def test_first_rollout_in_check_mode_on_a_host_without_pf(tmp_path):
+    """Check mode never fails where the real run would succeed: without pf.ko nothing can be read."""
+    fake, host, backend = pf_host(tmp_path, pf_conf="block in all\n")
+    fake.fail["pfctl -a divert_fleet -s rules"] = (1, "", "pfctl: /dev/pf: No such file or directory\n")
+    fake.fail["pfctl -s"] = (1, "", "pfctl: /dev/pf: No such file or directory\n")
+    result = apply_rules(host, backend, PF_WANTED, GROUPS, check_mode=True)
+    assert result["changed"] and "kldload pf" in result["actions"] and "pfctl -e" in result["actions"]
+    assert 'added anchor "divert_fleet" at the tail of /etc/pf.conf' in result["actions"]
+    assert (tmp_path / "etc/pf.conf").read_text() == "block in all\n"
