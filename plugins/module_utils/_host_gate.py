@@ -35,8 +35,20 @@ _GATE_MAIN = ("from %s._host_gate import gate_main\n"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that the same library packs to the same bytes
 
 
+_SOURCES = {}
+
+
+def preload():
+    """Read every part's source now: a module that hands its change to a child process (see
+    `_host_os.Progress`) may outlive the AnsiballZ payload its parts were imported from."""
+    for name in GATE_PARTS:
+        part_source(name)
+
+
 def part_source(name):
     """The source of one part, also from inside an AnsiballZ zip (zipimport's get_source)."""
+    if name in _SOURCES:
+        return _SOURCES[name]
     full_name = "%s.%s" % (_PACKAGE, name)
     module = sys.modules[full_name]
     loader = getattr(module, "__loader__", None)
@@ -51,6 +63,7 @@ def part_source(name):
     if source is None:
         with open(module.__file__, "r") as handle:
             source = handle.read()
+    _SOURCES[name] = source
     return source
 
 

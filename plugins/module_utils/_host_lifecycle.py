@@ -450,7 +450,7 @@ def drain(host, backend, ports, old_rules, since, timeout, log, interval=1.0):
             return {"left": left, "seconds": int(waited), "text": "drain_timeout (%d s) passed with %d pf state(s) "
                     "still diverting to port(s) %s; stopping the old group drops their packets until they end" % (
                         timeout, left, ", ".join(map(str, ports)))}
-        if last_log is None or waited - last_log >= 5:
+        if last_log is None or waited - last_log >= 3:
             log("draining port(s) %s: %d pf state(s) left, %d s of %d" % (
                 ", ".join(map(str, ports)), left, int(waited), timeout))
             last_log = waited

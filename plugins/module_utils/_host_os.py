@@ -68,6 +68,16 @@ class LockTimeout(HostError):
     """Another divert.fleet change held the host for longer than the wait allowed."""
 
 
+class Detached(BaseException):
+    """Raised in the module's process once a child took the change over (see `Progress`): the
+    module answers at once and the action plugin follows the job file. A BaseException, so no
+    error handler on the way out mistakes it for a failure and undoes the change."""
+
+    def __init__(self, job):
+        super(Detached, self).__init__(job)
+        self.job = job
+
+
 # --- commands and files -----------------------------------------------------
 
 class Runner:
@@ -270,7 +280,13 @@ class HostLock:
         except (OSError, ValueError, TypeError, AttributeError):
             return "holder unknown"
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, *exc_info):
+        if exc_type is Detached and self.fd is not None:
+            # The child that goes on holds the same open file: closing ours keeps the lock, and
+            # it is the child's to release.
+            os.close(self.fd)
+            self.fd = None
+            return False
         if self.fd is not None:
             try:
                 os.ftruncate(self.fd, 0)
@@ -279,3 +295,50 @@ class HostLock:
                 os.close(self.fd)
                 self.fd = None
         return False
+
+
+# --- long waits, seen from the controller -------------------------------------------------------
+
+class Progress:
+    """What a module tells the operator while it waits (a gate, a drain).
+
+    Without a job file, messages only go to the result. With one (the action plugin's), the
+    first message forks: the child takes the change over, appends each message and finally the
+    module's result to the job file, one JSON object per line, while the parent raises Detached
+    so the module returns at once; the action plugin reads the file every few seconds and shows
+    the messages. A change that never waits (every run that changes nothing) never forks.
+    """
+
+    def __init__(self, job=None):
+        self.job = job
+        self.messages = []
+        self.child = False
+
+    def __call__(self, message):
+        self.messages.append(message)
+        if not self.job:
+            return
+        if not self.child:
+            self._detach()
+        self.write({"progress": message, "time": int(time.time())})
+
+    def _detach(self):
+        fd = os.open(self.job, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        pid = os.fork()
+        if pid:
+            raise Detached(self.job)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for stream in (0, 1, 2):
+            os.dup2(null, stream)
+        self.child = True
+
+    def write(self, record):
+        with open(self.job, "a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def finish(self, result):
+        """In the child: the module's result, last line of the job file; then the child ends."""
+        self.write({"result": result})
+        os._exit(0)

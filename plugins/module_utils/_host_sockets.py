@@ -69,7 +69,7 @@ def describe_incomplete(host_name, missing):
                      for port, want, bound in missing)
 
 
-def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0, progress=None, every=5.0):
+def wait_for_groups(host, expected, timeout, interval=0.1, max_interval=1.0, progress=None, every=3.0):
     """Poll until every port has exactly its expected bound sockets; return the socket table.
 
     `timeout` is seconds for every port, or a mapping port -> seconds (each consumer's

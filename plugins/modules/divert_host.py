@@ -68,6 +68,13 @@ options:
     description: Seconds the boot gate waits for the groups at boot.
     type: int
     default: 300
+  job:
+    description:
+      - Set by the module's action plugin, not by playbooks. When the change has to wait (new groups binding,
+        old groups draining), the module hands the change to a child process, answers at once, and the
+        child writes what it waits for, every few seconds, and at last the result, to this file on the host,
+        which the action plugin reads and shows. A change that waits for nothing never does this.
+    type: path
 extends_documentation_fragment:
   - divert.fleet._consumers
   - divert.fleet._onhost
@@ -151,6 +158,12 @@ done:
   type: list
   elements: str
   sample: [started suricata_standby on port 8011 (sockets 5 -> 7)]
+progress:
+  description: What the change waited for, as it was shown while it waited.
+  returned: success
+  type: list
+  elements: str
+  sample: ["waiting 5s: host fw1 port 8011: 7 socket(s) declared, 4 bound"]
 commands:
   description: The commands run on the host.
   returned: always
@@ -159,15 +172,17 @@ commands:
   sample: [sysctl -x net.inet.divert.pcblist, pfctl -a divert_fleet -s rules]
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
+from ansible_collections.divert.fleet.plugins.module_utils import _host_gate, _host_guard
 from ansible_collections.divert.fleet.plugins.module_utils._argspec import (
     CHANGE_ARGS, CONSUMERS_ARGS, FIREWALL_ARGS, PLACEMENT_ARGS)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
-from ansible_collections.divert.fleet.plugins.module_utils._host_gate import install_boot_gate
 from ansible_collections.divert.fleet.plugins.module_utils._host_lifecycle import run_unit
-from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError, HostLock
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import (
+    Detached, FreeBSDHost, HostError, HostLock, Progress)
 
 
 def main():
@@ -177,36 +192,61 @@ def main():
         groups=dict(type="dict", default={}),
         boot_gate=dict(type="bool", default=True),
         gate_timeout=dict(type="int", default=300),
+        job=dict(type="path"),
     )
     for part in (CONSUMERS_ARGS, FIREWALL_ARGS, PLACEMENT_ARGS, CHANGE_ARGS):
         argument_spec.update(part)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     host = FreeBSDHost()
+    progress = Progress(params["job"])
+    if params["job"]:
+        _host_gate.preload()
     try:
-        platform = _host_guard.platform(host, params["platform"]) if params["platform"] else \
-            _host_guard.detect_platform(host)
-        backend = make_backend(host, params["backend"], params["anchor"], params["set"], params["spare_set"])
-        with HostLock(host, "divert.fleet.divert_host", params["lock_timeout"]):
-            result = run_unit(host, backend, params["consumers"], params["rules"], params["groups"], platform,
-                              check_mode=module.check_mode, allow_disruption=params["allow_disruption"],
-                              reference_program=params["reference_program"], placement=params["placement"],
-                              priority=params["priority"])
-            if params["boot_gate"]:
-                gate = install_boot_gate(host, backend, result["live_rules"], result["live_groups"], platform,
-                                         params["gate_timeout"], module.check_mode)
-                result["boot_gate"] = gate
-                result["changed"] = result["changed"] or bool(gate)
-    except HostError as exc:
-        module.fail_json(msg=exc.message, commands=host.commands, changed=bool(exc.details.get("done")),
-                         **exc.details)
-    diff = result.pop("diff")
-    for warning in result.pop("warnings"):
+        try:
+            result = _change(host, params, module.check_mode, progress)
+        except Detached as exc:
+            module.exit_json(changed=False, detached=True, job=exc.job)
+        except HostError as exc:
+            failure = dict(exc.details, msg=exc.message, commands=host.commands, changed=bool(exc.details.get("done")),
+                           failed=True)
+            if progress.child:
+                progress.finish(failure)
+            failure.pop("failed")
+            module.fail_json(**failure)
+        diff = result.pop("diff")
+        result["warnings_text"] = result.pop("warnings")
+        if module._diff:
+            result["diff"] = [d for d in (diff["settings"], diff["rules"]) if d]
+        result.pop("live_rules")
+        result["commands"] = host.commands
+        result["progress"] = progress.messages
+        if progress.child:
+            progress.finish(result)
+    except Exception:  # pylint: disable=broad-except
+        if progress.child:  # nobody sees a child's traceback: the action plugin must
+            progress.finish({"failed": True, "msg": "divert_host failed: %s" % traceback.format_exc()})
+        raise
+    for warning in result.pop("warnings_text"):
         module.warn(warning)
-    if module._diff:
-        result["diff"] = [d for d in (diff["settings"], diff["rules"]) if d]
-    result.pop("live_rules")
-    module.exit_json(commands=host.commands, **result)
+    module.exit_json(**result)
+
+
+def _change(host, params, check_mode, progress):
+    platform = _host_guard.platform(host, params["platform"]) if params["platform"] else \
+        _host_guard.detect_platform(host)
+    backend = make_backend(host, params["backend"], params["anchor"], params["set"], params["spare_set"])
+    with HostLock(host, "divert.fleet.divert_host", params["lock_timeout"]):
+        result = run_unit(host, backend, params["consumers"], params["rules"], params["groups"], platform,
+                          check_mode=check_mode, allow_disruption=params["allow_disruption"],
+                          reference_program=params["reference_program"], placement=params["placement"],
+                          priority=params["priority"], progress=progress)
+        if params["boot_gate"]:
+            gate = _host_gate.install_boot_gate(host, backend, result["live_rules"], result["live_groups"],
+                                                platform, params["gate_timeout"], check_mode)
+            result["boot_gate"] = gate
+            result["changed"] = result["changed"] or bool(gate)
+    return result
 
 
 if __name__ == "__main__":
