@@ -37,7 +37,7 @@ pytestmark = [
 ]
 
 
-def playbook(tmp_path, name, *extra_vars):
+def playbook(tmp_path, name, *extra_vars, options=()):
     env = dict(os.environ)
     env.update(
         ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
@@ -46,7 +46,7 @@ def playbook(tmp_path, name, *extra_vars):
         ANSIBLE_RETRY_FILES_ENABLED="0",
     )
     env.pop("ANSIBLE_FORCE_COLOR", None)
-    command = [ANSIBLE_PLAYBOOK, "divert.fleet.%s" % name]
+    command = [ANSIBLE_PLAYBOOK, "divert.fleet.%s" % name] + list(options)
     for extra in extra_vars:
         command += ["-e", extra]
     # From the collection root, as a user runs it from a checkout: relative specs are found there.
@@ -91,3 +91,43 @@ def test_render_playbook_writes_nothing_for_an_invalid_spec(tmp_path):
     run = playbook(tmp_path, "render", "fleet_spec=examples/broken.yml", "out_dir=%s" % out_dir)
     assert run.returncode == 2, run.stdout + run.stderr
     assert not out_dir.exists()
+
+
+# ---- validate.yml: the report file ---------------------------------------------------------------
+
+def command_output(*argv):
+    """The divert-fleet command's stdout (bytes) and exit code, run from the collection root."""
+    from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import subprocess_env
+
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "divert-fleet"), "validate"] + list(argv),
+                         cwd=ROOT, env=subprocess_env(), capture_output=True, check=False)
+    return run.stdout, run.returncode
+
+
+@pytest.mark.parametrize("spec, report_format, exit_code", [
+    ("examples/broken.yml", "sarif", 2),
+    ("examples/fleet.yml", "junit", 0),
+    ("examples/broken.yml", "json", 2),
+])
+def test_validate_playbook_writes_the_commands_report(tmp_path, spec, report_format, exit_code):
+    dest = tmp_path / ("fleet." + report_format)
+    run = playbook(tmp_path, "validate", "fleet_spec=%s" % spec, "fleet_format=%s" % report_format,
+                   "fleet_dest=%s" % dest)
+    assert run.returncode == exit_code, run.stdout + run.stderr
+    expected, _code = command_output(spec, "--format", report_format)
+    assert dest.read_bytes() == expected
+    if exit_code == 0:
+        assert "Report: %s (%s)." % (dest, report_format) in run.stdout
+
+
+def test_validate_playbook_writes_text_by_default(tmp_path):
+    dest = tmp_path / "fleet.txt"
+    run = playbook(tmp_path, "validate", "fleet_spec=examples/fleet.yml", "fleet_dest=%s" % dest)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert dest.read_bytes() == command_output("examples/fleet.yml")[0]
+
+
+def test_validate_playbook_wants_a_file_for_a_format(tmp_path):
+    run = playbook(tmp_path, "validate", "fleet_spec=examples/fleet.yml", "fleet_format=sarif")
+    assert run.returncode != 0
+    assert "fleet_format is the format of the report file: add -e fleet_dest=FILE" in run.stdout + run.stderr
