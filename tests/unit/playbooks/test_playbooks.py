@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""End to end: the collection's validate and render playbooks, run by ansible-playbook with no inventory."""
+"""End to end: the collection's playbooks run by ansible-playbook: validate and render with no inventory,
+site.yml as far as it goes on the controller (its --limit and its arguments), never touching a host."""
 
 from __future__ import annotations
 
@@ -131,3 +132,50 @@ def test_validate_playbook_wants_a_file_for_a_format(tmp_path):
     run = playbook(tmp_path, "validate", "fleet_spec=examples/fleet.yml", "fleet_format=sarif")
     assert run.returncode != 0
     assert "fleet_format is the format of the report file: add -e fleet_dest=FILE" in run.stdout + run.stderr
+
+
+# ---- site.yml, as far as the controller goes -----------------------------------------------------
+# The hosts' interpreter does not exist, so no module ever runs on this machine: a host reached by the
+# roles fails at its first module task, after the role's argument check (an action on the controller)
+# has accepted the host's slice of the rendered spec.
+
+def site_inventory(tmp_path):
+    inventory = tmp_path / "inventory.yml"
+    host = "{ansible_connection: local, ansible_python_interpreter: %s}" % (tmp_path / "no-python")
+    inventory.write_text("all:\n  hosts:\n" + "".join(
+        "    %s: %s\n" % (name, host) for name in ("fw-edge-01", "fw-edge-02", "not-in-spec")))
+    return str(inventory)
+
+
+def test_site_limit_to_a_host_outside_the_spec_runs_and_leaves_it_alone(tmp_path):
+    run = playbook(tmp_path, "site", "fleet_spec=examples/fleet.yml",
+                   options=["-i", site_inventory(tmp_path), "--limit", "not-in-spec"])
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "In the inventory but not in the spec: not-in-spec" in output
+    assert "In the spec but not in the inventory: fw-branch-01, fw-lab-01" in output
+    assert "not-in-spec                : ok=" in run.stdout
+    assert "fw-edge-01" not in run.stdout.split("PLAY RECAP")[1]
+
+
+def test_site_limit_to_a_spec_host_reaches_its_roles_only(tmp_path):
+    run = playbook(tmp_path, "site", "fleet_spec=examples/fleet.yml",
+                   options=["-i", site_inventory(tmp_path), "--limit", "fw-edge-01"])
+    output = run.stdout + run.stderr
+    assert "has no attribute" not in output and "is undefined" not in output, output
+    # The consumer role checked its arguments, the host's resolved spec, on the controller ...
+    validating = output.split("TASK [divert.fleet.consumer : Validating arguments")[1]
+    assert validating.split("TASK [")[0].strip().splitlines()[-1] == "ok: [fw-edge-01]", output
+    # ... and the module task then failed for want of the host's interpreter; no other host took part.
+    assert "no-python" in output
+    recap = run.stdout.split("PLAY RECAP")[1]
+    assert "fw-edge-01" in recap and "fw-edge-02" not in recap and "not-in-spec" not in recap
+    assert run.returncode == 2
+
+
+def test_site_says_what_it_needs(tmp_path):
+    run = playbook(tmp_path, "site", options=["-i", site_inventory(tmp_path)])
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Name the fleet spec to roll out: ansible-playbook divert.fleet.site -i INVENTORY -e fleet_spec=FILE" in output
+    assert "TASK [Validate the spec and render every host's rules]" not in output
