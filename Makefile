@@ -29,7 +29,7 @@ help:
 	@echo 'make bench      time divert-fleet validate against check-jsonschema on a large fleet'
 	@echo 'make pytest | compat | molecule | sanity | units | lint | changelog-lint | docs-lint | artifact'
 	@echo '                one part of make test'
-	@echo 'make compat     the unit tests on the older ansible-core minors requires_ansible claims (2.17, 2.18)'
+	@echo 'make compat     unit tests and molecule default on the older ansible-core minors claimed (2.17, 2.18)'
 	@echo 'make artifact   the built artifact through galaxy-importer, ansible-lint as installed, a clean environment'
 	@echo 'make docs       the docs site (antsibull-docs, Sphinx) in docs/build/html'
 	@echo 'make build      build the collection artifact (divert-fleet-VERSION.tar.gz)'
@@ -70,7 +70,8 @@ lint: setup
 	$(BIN)/ansible-lint $$([[ -t 1 ]] || echo --nocolor)
 
 # requires_ansible (meta/runtime.yml) claims every minor from 2.17; .venv has 2.19, tools/compat.sh
-# runs the unit tests on 2.17 and 2.18 in environments of their own under .venv/compat/.
+# runs the unit tests and the Molecule scenario default (the twin) on 2.17 and 2.18, in environments
+# of their own under .venv/compat/.
 compat: setup
 	@tools/compat.sh
 

@@ -8,7 +8,9 @@
 # release as pinned here, the collection's runtime packages and the test tools at
 # requirements-dev.txt's versions, and divert.fleet resolvable from .venv/collections as in .venv.
 # It is rebuilt when a pin or requirements-dev.txt changes. Then `pytest tests/unit` runs there
-# (the playbook tests run that environment's ansible-playbook).
+# (the playbook tests run that environment's ansible-playbook), and the Molecule scenario `default`
+# rolls the example fleet out on the FreeBSD twin with that environment's ansible-playbook first on
+# PATH (Molecule itself is .venv's; the twin needs root). COMPAT_MOLECULE=0 leaves Molecule out.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +44,9 @@ for minor in "${minors[@]}"; do
             "ansible-core==$pin" "${packages[@]}" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
         site_packages="$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
         printf '%s\n' "$venv/collections" >"$site_packages/divert_fleet_collections.pth"
+        # divert-fleet beside the interpreter, as in .venv (the twin's fleetctl looks for it there).
+        { printf '#!%s\n' "$env_dir/bin/python"; tail -n +2 bin/divert-fleet; } >"$env_dir/bin/divert-fleet"
+        chmod 0755 "$env_dir/bin/divert-fleet"
         touch "$env_dir/.installed-$key"
     fi
     echo "compat: pytest tests/unit on ansible-core $("$env_dir/bin/python" -c 'import ansible; print(ansible.__version__)')"
@@ -49,6 +54,16 @@ for minor in "${minors[@]}"; do
     if ! (PATH="$env_dir/bin:$PATH" "$env_dir/bin/python" -m pytest -q -p no:cacheprovider tests/unit \
             | tee "tests/output/compat-$minor.log" | tail -n 3); then
         status=1
+    fi
+    if [[ "${COMPAT_MOLECULE:-1}" != 0 ]]; then
+        echo "compat: molecule test -s default with ansible-playbook $minor"
+        if ! PATH="$env_dir/bin:$venv/bin:$PATH" NO_COLOR=1 "$venv/bin/molecule" test -s default \
+                >"tests/output/compat-$minor-molecule.log" 2>&1; then
+            tail -n 40 "tests/output/compat-$minor-molecule.log"
+            status=1
+        else
+            grep -E '^default +: actions=' "tests/output/compat-$minor-molecule.log" || true
+        fi
     fi
 done
 exit "$status"
