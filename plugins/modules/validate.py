@@ -22,13 +22,42 @@ description:
   - >-
     Fails when the spec has errors, or warnings with O(strict=true). The task message quotes the first
     diagnostics as C(file:line:col: severity code: message); RV(errors) and RV(spec_warnings) hold all of them.
-  - Never changes anything; RV(ignore:changed) is always C(false).
+  - With O(dest), also writes the report to a file on the controller as text, JSON, SARIF or JUnit
+    XML (O(format)), byte for byte what C(divert-fleet validate FILE --format FORMAT) prints for the
+    same spec, so a pipeline gets the code-scanning or test report without a clone of the collection.
+    The file is written before an invalid spec fails the task.
+  - Changes nothing else; RV(ignore:changed) is C(true) only when the report file was created or
+    its content changed.
+options:
+  format:
+    description:
+      - The format of the report written to O(dest), as C(divert-fleet validate --format).
+      - >-
+        V(text) is one C(file:line:col: severity code: message) line per diagnostic and a summary
+        line; V(json) is one object C({"valid", "errors", "warnings", "summary"}); V(sarif) is SARIF
+        2.1.0 with one reporting rule per validation code, for code-scanning UIs; V(junit) is JUnit
+        XML with one test case per validation code, for CI test reports.
+      - Giving O(format) without O(dest) is an error.
+    type: str
+    choices: [json, junit, sarif, text]
+    default: text
+  dest:
+    description:
+      - Write the report to this file on the controller, in the O(format) given. A relative path is
+        taken from the current working directory of C(ansible-playbook); the directory must exist.
+      - The file is replaced in one step (written beside it, then renamed), and left alone when it
+        already holds the same report.
+      - Not written in check mode; RV(ignore:changed) then says whether it would be.
+    type: path
 extends_documentation_fragment:
   - divert.fleet._fleet_spec
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
+  check_mode:
+    support: full
+    details: Validates as in a normal run; the report file of O(dest) is not written.
   bypass_host_loop:
     support: none
     details: Runs once per host like any task; use C(run_once) to validate a spec once per play.
@@ -69,6 +98,18 @@ EXAMPLES = r"""
 - name: Show the codes of the errors
   ansible.builtin.debug:
     msg: "{{ fleet_validation.errors | map(attribute='code') | list }}"
+
+- name: Write a SARIF report for code scanning, failing afterwards when the spec is invalid
+  divert.fleet.validate:
+    spec: fleet.yml
+    format: sarif
+    dest: fleet.sarif
+
+- name: Write a JUnit report for the CI's test view
+  divert.fleet.validate:
+    spec: fleet.yml
+    format: junit
+    dest: "{{ lookup('ansible.builtin.env', 'CI_PROJECT_DIR') }}/fleet-junit.xml"
 """
 
 RETURN = r"""
@@ -188,4 +229,14 @@ spec:
   returned: success or when the spec is invalid
   type: str
   sample: examples/fleet.yml
+dest:
+  description: The report file of O(dest), as given.
+  returned: when O(dest) is given and the spec could be read
+  type: str
+  sample: fleet.sarif
+format:
+  description: The format the report file of O(dest) is in.
+  returned: when O(dest) is given and the spec could be read
+  type: str
+  sample: sarif
 """
