@@ -28,10 +28,21 @@ def test_boot_runs_early_hooks_then_filter_then_services(opn):
     opn.write("/usr/local/etc/rc.syshook.d/early/50-fleet",
               "#!/bin/sh\necho hook $(pfctl -s rules | wc -l) >> /var/run/order\n")
     opn.install_consumer(port=8000, sockets=1)
-    opn.sh("sysrc -q kld_list=ipdivert", check=True)
+    # the consumer's rc.d script loads what it needs (rc.subr required_modules)
+    opn.sh("sed -i 's/^pidfile=/required_modules=\"ipdivert\"\\npidfile=/' /usr/local/etc/rc.d/twinconsumer",
+           check=True)
     opn.twinctl("reboot", "--host", "opn")
     opn.wait_sockets(8000, 1)
     assert opn.sh("cat /var/run/order").stdout.split() == ["hook", "0"]   # before the filter
     st = opn.call(op="state")
     assert st["pf_enabled"] and "ipdivert" in st["modules"]
     assert 'anchor "divert_fleet"' in opn.sh("pfctl -s rules").stdout
+
+
+def test_fact_opnsense_boot_does_not_honour_kld_list(opn):
+    """fact: OPNsense does not run rc.d/kld at boot: kld_list loads nothing there."""
+    opn.sh("sysrc -q kld_list=ipdivert", check=True)
+    opn.install_consumer(port=8000, sockets=1)        # an rc.d script without required_modules
+    opn.twinctl("reboot", "--host", "opn")
+    assert "ipdivert" not in opn.call(op="state")["modules"]
+    assert opn.call(op="wait_sockets", port=8000, count=1, timeout=0.5)["count"] == 0
