@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import yaml
@@ -19,6 +20,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TWIN = os.path.join(ROOT, "tests", "twin")
 BIN = os.path.dirname(sys.executable)
 EXAMPLE = os.path.join(ROOT, "examples", "fleet.yml")
+# Every counter of the twin's report that a rollout must leave at 0 (tests/twin/README.md).
+LOSS = ("dropped_noport", "dropped_nodivert", "dropped_full", "swallowed", "flows_remapped",
+        "flows_undiverted", "incomplete_loads", "withdraw_violations")
+# A DNS flow that fw-edge-01's classify-dns rule diverts to the classifier (port 8400).
+DNS_FLOW = dict(af=4, proto=17, src="198.18.0.1", sport=50000, dst="203.0.113.53", dport=53,
+                iface="igb0", dir="in")
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists(os.path.join(BIN, "ansible-playbook")),
@@ -41,6 +48,25 @@ def on_host(root, host, *command):
 
 def report(root):
     return json.loads(twinctl(root, "report", "--format", "json", "--drain"))
+
+
+def losses(rep):
+    return dict((k, rep[k]) for k in LOSS)
+
+
+def growth(before, after):
+    """Per host, how much each loss counter grew between two reports."""
+    return dict((host, dict((k, after["hosts"][host][k] - before["hosts"][host][k]) for k in LOSS))
+                for host in after["hosts"])
+
+
+def host_call(root, host, **request):
+    """A request to one twin host's kernel (a deterministic flow, for instance)."""
+    sys.path.insert(0, TWIN)
+    from twinlib import proto
+    reply = proto.call(request, os.path.join(root, host))
+    assert "error" not in reply, reply
+    return reply
 
 
 def site(root, spec, *extra):
@@ -84,7 +110,7 @@ def fleet(tmp_path_factory):
         twinctl(root, "traffic", "start")
         first = site(root, spec)
         assert first.returncode == 0, first.stdout[-3000:]
-        yield root, spec
+        yield root, spec, report(root)
     finally:
         twinctl(root, "down")
 
@@ -97,8 +123,17 @@ def _edit(spec, mutate):
         yaml.safe_dump(data, handle, sort_keys=False)
 
 
+def test_first_rollout_under_traffic_loses_nothing(fleet):
+    """I1, I4: every consumer bound before any rule diverts, every host's rules in one load."""
+    _root, _spec, first = fleet
+    assert first["diverted"] > 0 and all(h["diverted"] > 0 for h in first["hosts"].values())
+    assert losses(first) == dict.fromkeys(LOSS, 0), (losses(first), dict(
+        (h, r["incomplete_load_details"] + r["withdraw_violation_details"]) for h, r in first["hosts"].items()))
+
+
 def test_check_mode_shows_the_rule_diff_and_changes_nothing(fleet):
-    root, spec = fleet
+    root, spec, _first = fleet
+    start = report(root)
     before = on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules")
     changed = spec + ".changed.yml"
     shutil.copy(spec, changed)
@@ -111,26 +146,49 @@ def test_check_mode_shows_the_rule_diff_and_changes_nothing(fleet):
     assert on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules") == before
     again = site(root, spec)
     assert all(counts["changed"] == 0 for counts in recap(again.stdout).values()), again.stdout[-3000:]
+    assert all(not any(d.values()) for d in growth(start, report(root)).values()), growth(start, report(root))
 
 
 def test_resize_withdraws_rules_before_restarting_the_group(fleet):
-    """I2: the classifier group goes from 3 to 5 sockets; its rules are out while it restarts."""
-    root, spec = fleet
+    """I2, simple form: the classifier group goes from 3 to 5 sockets; its rules are withdrawn
+    while it restarts, and come back once the group is whole.
+
+    What this lifecycle still loses, measured here: the pf states those rules created outlive the
+    withdrawal, so the old group stops while states still divert to port 8400 (a withdraw
+    violation per socket closed), their packets are dropped while no socket is bound
+    (dropped_noport), they reach a socket of the new group afterwards (flows_remapped), flows
+    that start while the rules are out pass uninspected (flows_undiverted), and packets queued in
+    the stopping sockets are freed (swallowed). A held flow makes the first and third certain on
+    fw-edge-01; the others depend on the background traffic and are stated, not asserted.
+    Moving the restarted group to a standby port (I5) is what removes them."""
+    root, spec, _first = fleet
+    before = report(root)
+    held = host_call(root, "fw-edge-01", op="flow", flow=DNS_FLOW, packets=1, name="held-dns", end=False)
+    assert held["verdicts"] == ["divert"] and held["port"] == 8400, held
     _edit(spec, lambda d: d["consumers"]["classifier"].update(sockets=5))
     for host in ("fw-edge-01", "fw-edge-02"):
         twinctl(root, "expect", "--host", host, "--port", "8400", "--sockets", "5")
     result = site(root, spec)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "port 8400 (classifier): 5 of 5 sockets bound" in result.stdout
-    state = report(root)
-    assert state["withdraw_violations"] == 0
-    assert state["incomplete_loads"] == 0
-    # Not asserted: dropped_noport on port 8400. Withdrawing the rules stops new flows from being
-    # diverted, but pf states keep their rule, so packets of flows established before the
-    # withdrawal still go to 8400 while its group restarts. Moving a resized group to a new port
-    # (invariant I5) is what avoids that; this simple form of I2 does not.
+    more = host_call(root, "fw-edge-01", op="flow_more", name="held-dns", packets=1, end=True)
+    assert more["verdicts"] == ["divert"] and more["sock"] != held["sock"], (held, more)
+    after = report(root)
+    grew = growth(before, after)
+    edge = grew["fw-edge-01"]
+    # the classifier's 3 sockets closed while the held flow's state still diverted to 8400
+    assert edge["withdraw_violations"] == 3, after["hosts"]["fw-edge-01"]["withdraw_violation_details"]
+    assert edge["flows_remapped"] >= 1
+    for host, d in grew.items():
+        assert d["incomplete_loads"] == 0, after["hosts"][host]["incomplete_load_details"]
+        assert d["dropped_nodivert"] == 0 and d["dropped_full"] == 0, (host, d)
+        if host not in ("fw-edge-01", "fw-edge-02"):
+            assert not any(d.values()), (host, d)       # hosts whose groups did not change
+    warnings.warn("resizing a live group (I2 without I5) lost on the edge hosts: %s" % "; ".join(
+        "%s %s" % (host, ", ".join("%s=%d" % kv for kv in sorted(d.items()) if kv[1]))
+        for host, d in sorted(grew.items()) if any(d.values())))
     sockets = json.loads(on_host(root, "fw-edge-01", "sockstat", "-4", "-P", "divert", "--libxo", "json"))
-    assert "8400" in json.dumps(sockets)
+    assert [row["local"]["port"] for row in sockets["sockstat"]["socket"]].count(8400) == 5
     rules = on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules")
     assert "divert-to 8400" in rules
 
@@ -138,13 +196,13 @@ def test_resize_withdraws_rules_before_restarting_the_group(fleet):
 @pytest.mark.parametrize("host", ["fw-edge-01", "fw-lab-01"])
 def test_reboot_loads_rules_only_after_the_consumers_are_bound(fleet, host):
     """I3: after a reboot the divert rules stay empty until the boot gate sees every group whole."""
-    root, _spec = fleet
+    root, _spec, _first = fleet
     show = ("pfctl", "-a", "divert_fleet", "-s", "rules") if host != "fw-lab-01" else ("ipfw", "list")
-    before = report(root)["hosts"][host]
+    before = report(root)
     twinctl(root, "reboot", "--host", host)
     wait_until(lambda: "divert" in on_host(root, host, *show), what="the boot gate to load %s's rules" % host)
-    after = report(root)["hosts"][host]
-    assert after["incomplete_loads"] == before["incomplete_loads"], after.get("incomplete_load_details")
-    for counter in ("dropped_noport", "dropped_hole", "flows_remapped"):
-        assert after[counter] == before[counter], (counter, before[counter], after[counter])
-    assert after["diverted"] > before["diverted"]  # traffic is diverted again once the gate has loaded the rules
+    after = report(root)
+    grew = growth(before, after)[host]
+    assert not any(grew.values()), (grew, after["hosts"][host]["incomplete_load_details"])
+    # traffic is diverted again once the gate has loaded the rules
+    assert after["hosts"][host]["diverted"] > before["hosts"][host]["diverted"]
