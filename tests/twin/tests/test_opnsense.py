@@ -46,3 +46,17 @@ def test_fact_opnsense_boot_does_not_honour_kld_list(opn):
     opn.twinctl("reboot", "--host", "opn")
     assert "ipdivert" not in opn.call(op="state")["modules"]
     assert opn.call(op="wait_sockets", port=8000, count=1, timeout=0.5)["count"] == 0
+
+
+def test_fact_boot_runs_start_syshooks_around_rc_freebsd(opn):
+    """fact: `rc.syshook start` runs its hooks in name order, 20-freebsd among them running the
+    enabled rc.d scripts; a script enabled in rc.conf and placed in start/ runs twice."""
+    opn.write("/usr/local/etc/rc.syshook.d/start/10-first", "#!/bin/sh\necho 10-first >> /var/run/order\n")
+    opn.write("/usr/local/etc/rc.syshook.d/start/90-last", "#!/bin/sh\necho 90-last >> /var/run/order\n")
+    script = ("#!/bin/sh\n# PROVIDE: both\n. /etc/rc.subr\nname=both\nrcvar=both_enable\nload_rc_config $name\n"
+              "start_cmd=both_start\nboth_start() { echo both >> /var/run/order; }\nrun_rc_command \"$1\"\n")
+    opn.write("/usr/local/etc/rc.d/both", script)
+    opn.write("/usr/local/etc/rc.syshook.d/start/50-both", "#!/bin/sh\n/usr/local/etc/rc.d/both onestart\n")
+    opn.sh("chmod 755 /usr/local/etc/rc.d/both && sysrc -q both_enable=YES", check=True)
+    opn.twinctl("reboot", "--host", "opn")
+    assert opn.sh("cat /var/run/order").stdout.split() == ["10-first", "both", "both", "90-last"]
