@@ -167,6 +167,23 @@ class Kernel:
                 self.undiverted_details_carried = []
                 self.details = dict(withdraw_violations=[], swallowed=[], flows_remapped=[], dropped_full=[])
 
+    def shutdown_rules(self):
+        """Shutdown: rules, states and what is in flight go with the kernel's memory. Withdrawn
+        first, without judging: the shutdown itself is neither an I2 violation nor a bypass,
+        and packets that pass while the host goes down are not undiverted flows."""
+        with self.lock:
+            n, details = self._undiverted()
+            self.undiverted_carried += n
+            self.undiverted_details_carried = (self.undiverted_details_carried + details)[:DETAILS_MAX]
+            self.pending, self.memory, self.key_hist, self.live_keys = {}, {}, {}, set()
+            for ev in self.events:
+                ev.open = False
+            self.pf_main, self.pf_anchors, self.pf_states = [], {}, {}
+            self.ipfw_rules, self.ipfw_disabled = [], set()
+            self.inflight = {}
+            for s in self.socks.values():
+                s.queue, s.rcv_cc = [], 0
+
     def load_module(self, m):
         self.modules.add(m)
         if m in self.mod_order:

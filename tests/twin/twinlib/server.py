@@ -136,15 +136,7 @@ class Server:
     def reboot(self):
         with self.boot_lock:
             k = self.k
-            with k.lock:
-                # shutdown: rules and states go with the kernel's memory; withdraw them first
-                # so the report does not count the shutdown itself as an I2 violation, and
-                # forget what was in flight (freed with the kernel's buffers, not swallowed)
-                k.pf_main, k.pf_anchors, k.pf_states = [], {}, {}
-                k.ipfw_rules, k.ipfw_disabled = [], set()
-                k.inflight = {}
-                for s in k.socks.values():
-                    s.queue, s.rcv_cc = [], 0
+            k.shutdown_rules()
             self.kill_all()
             with k.lock:
                 k.reset_state(full=False)
@@ -296,8 +288,7 @@ class Server:
                         "pf_skip": sorted(k.pf_skip)}
         if op == "shutdown":
             k.traffic_stop()
-            with k.lock:
-                k.pf_main, k.pf_anchors, k.ipfw_rules, k.pf_states = [], {}, [], {}
+            k.shutdown_rules()
             self.kill_all()
             threading.Timer(0, lambda: os._exit(0)).start()
             return {"ok": True}
