@@ -3,7 +3,7 @@
 import json
 import textwrap
 
-from twin_fixtures import divert_setup, load_by_path
+from twin_fixtures import divert_setup, load_by_path, wait_until
 
 PY = "/usr/local/bin/python3"
 
@@ -50,14 +50,10 @@ def test_fact_33rd_member_enospc_and_stays_unbound(host):
     """))
     host.sh("daemon -o /var/run/twin33.log %s /tmp/twin_33.py" % PY, check=True)
     host.wait_sockets(8000, 32)
-    assert host.call(op="wait_sockets", port=8000, count=33, timeout=0.3)["count"] == 32
-    log = ""
-    for _ in range(100):
-        log = host.sh("cat /var/run/twin33.log").stdout
-        if "ready" in log:
-            break
-        host.call(op="drain", timeout=0.05)
+    log = wait_until(lambda: "ready" in host.sh("cat /var/run/twin33.log").stdout
+                     and host.sh("cat /var/run/twin33.log").stdout, what="the 33 binds")
     assert log.splitlines()[0] == "32 No space left on device 0", log
+    assert host.call(op="state")["groups"] == {"8000": 32}
     rows = sockstat_rows(host)
     assert len(rows) == 32 and {r["local"]["port"] for r in rows} == {8000}
 
@@ -159,10 +155,7 @@ def test_sockstat_json_numbers_one_row_per_process_and_descriptor(host):
     """fact: pid, fd and port are JSON numbers; one row per process and descriptor (a socket
     shared by a forked parent and child appears twice); listed by default and with -l."""
     divert_setup(host, 2, mode="fork")
-    for _ in range(100):
-        if host.sh("cat /var/run/twinconsumer.child").stdout.strip():
-            break
-        host.call(op="drain", timeout=0.05)
+    wait_until(lambda: host.sh("cat /var/run/twinconsumer.child").stdout.strip(), what="the forked child")
     parent = int(host.sh("cat /var/run/twinconsumer.pid").stdout)
     child = int(host.sh("cat /var/run/twinconsumer.child").stdout)
     rows = sockstat_rows(host, "-p", "8000")
@@ -181,6 +174,7 @@ def test_pcblist_is_freebsds_opaque_dump_one_record_per_socket(host):
     processes is one record); the collection's own parser reads it."""
     host_mod = load_by_path("divert_fleet_host", "plugins/module_utils/_host.py")
     divert_setup(host, 2, mode="fork")
+    wait_until(lambda: host.sh("cat /var/run/twinconsumer.child").stdout.strip(), what="the forked child")
     host.sh("daemon -p /var/run/other.pid /usr/local/bin/twinconsumer 8100 3", check=True)
     host.wait_sockets(8100, 3)
     out = host.sh("sysctl -x net.inet.divert.pcblist", check=True).stdout

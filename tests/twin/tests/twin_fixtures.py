@@ -32,6 +32,20 @@ def losses(report):
     return {k: report[k] for k in LOSS_COUNTERS}
 
 
+def wait_until(predicate, timeout=30.0, what="condition"):
+    """Poll for an event the twin does not push (a file a consumer writes); not a timing test."""
+    import time
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
 class Host:
     def __init__(self, root, name, flavour):
         self.root, self.name, self.flavour = root, name, flavour

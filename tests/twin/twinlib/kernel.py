@@ -51,7 +51,7 @@ IFACES = ["igb0", "igb1", "em0", "vtnet0", "lo0"]
 MAGIC = b"TWINPKT!"
 INFLIGHT_MAX = 50000
 DETAILS_MAX = 50
-PACKET_SIZES = (60, 60, 120, 576, 1200, 1500)
+PACKET_SIZES = (60,) * 7 + (576,) * 4 + (1500,)     # "simple IMIX": 7 small, 4 medium, 1 large
 
 
 def state_id(counter):
