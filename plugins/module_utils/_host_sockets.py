@@ -31,14 +31,15 @@ def _try_read_divert_sockets(host):
 def read_divert_sockets(host):
     """(table, source): bound divert sockets per port, as the kernel reports them.
 
-    Tries sockstat's libxo JSON (FreeBSD 15 and later), then plain sockstat (older releases
-    have no --libxo), then the raw pcblist. Counts are rows, i.e. (socket, descriptor) pairs:
-    a socket inherited by a child process would count once per process.
+    fact: `sysctl -x net.inet.divert.pcblist` has one record per bound socket, whatever number of
+    processes hold it; sockstat prints one row per process and descriptor, so a socket a forked
+    child shares would count twice there. The pcblist is read first; sockstat's libxo JSON and
+    then its plain text serve where the pcblist cannot be read (their counts are rows).
     """
     errors = []
-    for argv, parser, source in ((SOCKSTAT_JSON, parse_sockstat_json, "sockstat-json"),
-                                 (SOCKSTAT_TEXT, parse_sockstat_text, "sockstat"),
-                                 (SYSCTL_PCBLIST, parse_pcblist, "pcblist")):
+    for argv, parser, source in ((SYSCTL_PCBLIST, parse_pcblist, "pcblist"),
+                                 (SOCKSTAT_JSON, parse_sockstat_json, "sockstat-json"),
+                                 (SOCKSTAT_TEXT, parse_sockstat_text, "sockstat")):
         rc, out, err = host.run(argv)
         if rc != 0:
             errors.append("`%s` exited %d: %s" % (" ".join(argv), rc, err.strip()))
@@ -48,6 +49,21 @@ def read_divert_sockets(host):
         except ValueError as exc:
             errors.append("`%s`: %s" % (" ".join(argv), exc))
     raise HostError("cannot read divert sockets on %s: %s" % (host.name, "; ".join(errors)))
+
+
+def attribute(host, table):
+    """The socket table with the processes holding each port's sockets (sockstat's rows), the
+    counts kept as the kernel's pcblist gave them. Where sockstat cannot be read, unchanged."""
+    rc, out, _err = host.run(SOCKSTAT_JSON)
+    try:
+        rows = parse_sockstat_json(out) if rc == 0 else []
+    except ValueError:
+        rows = []
+    held = summarise(rows)
+    for port, entry in table.items():
+        if port in held:
+            entry["pids"], entry["commands"] = held[port]["pids"], held[port]["commands"]
+    return table
 
 
 def bound_counts(table, ports):

@@ -105,7 +105,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost, HostError
 from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import (
-    _json_table, incomplete_groups, read_divert_sockets, wait_for_groups)
+    _json_table, attribute, incomplete_groups, read_divert_sockets, wait_for_groups)
 
 
 def main():
@@ -127,6 +127,8 @@ def main():
         else:
             table, source = read_divert_sockets(host)
             polls = 1
+        if source == "pcblist":
+            table = attribute(host, table)  # which processes hold them: sockstat's rows
     except HostError as exc:
         module.fail_json(msg=exc.message, commands=host.commands, **exc.details)
     missing = [{"port": p, "expected": e, "bound": b} for p, e, b in incomplete_groups(table, expected)]

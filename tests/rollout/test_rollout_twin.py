@@ -10,7 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import warnings
 
 import pytest
 import yaml
@@ -19,6 +21,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TWIN = os.path.join(ROOT, "tests", "twin")
 BIN = os.path.dirname(sys.executable)
 EXAMPLE = os.path.join(ROOT, "examples", "fleet.yml")
+# Every counter of the twin's report that a rollout must leave at 0 (tests/twin/README.md).
+LOSS = ("dropped_noport", "dropped_nodivert", "dropped_full", "swallowed", "flows_remapped",
+        "flows_undiverted", "incomplete_loads", "withdraw_violations")
+# A DNS flow that fw-edge-01's classify-dns rule diverts to the classifier (port 8400).
+DNS_FLOW = dict(af=4, proto=17, src="198.18.0.1", sport=50000, dst="203.0.113.53", dport=53,
+                iface="igb0", dir="in")
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists(os.path.join(BIN, "ansible-playbook")),
@@ -41,6 +49,25 @@ def on_host(root, host, *command):
 
 def report(root):
     return json.loads(twinctl(root, "report", "--format", "json", "--drain"))
+
+
+def losses(rep):
+    return dict((k, rep[k]) for k in LOSS)
+
+
+def growth(before, after):
+    """Per host, how much each loss counter grew between two reports."""
+    return dict((host, dict((k, after["hosts"][host][k] - before["hosts"][host][k]) for k in LOSS))
+                for host in after["hosts"])
+
+
+def host_call(root, host, **request):
+    """A request to one twin host's kernel (a deterministic flow, for instance)."""
+    sys.path.insert(0, TWIN)
+    from twinlib import proto
+    reply = proto.call(request, os.path.join(root, host))
+    assert "error" not in reply, reply
+    return reply
 
 
 def site(root, spec, *extra):
@@ -84,7 +111,7 @@ def fleet(tmp_path_factory):
         twinctl(root, "traffic", "start")
         first = site(root, spec)
         assert first.returncode == 0, first.stdout[-3000:]
-        yield root, spec
+        yield root, spec, report(root)
     finally:
         twinctl(root, "down")
 
@@ -97,8 +124,17 @@ def _edit(spec, mutate):
         yaml.safe_dump(data, handle, sort_keys=False)
 
 
+def test_first_rollout_under_traffic_loses_nothing(fleet):
+    """I1, I4: every consumer bound before any rule diverts, every host's rules in one load."""
+    _root, _spec, first = fleet
+    assert first["diverted"] > 0 and all(h["diverted"] > 0 for h in first["hosts"].values())
+    assert losses(first) == dict.fromkeys(LOSS, 0), (losses(first), dict(
+        (h, r["incomplete_load_details"] + r["withdraw_violation_details"]) for h, r in first["hosts"].items()))
+
+
 def test_check_mode_shows_the_rule_diff_and_changes_nothing(fleet):
-    root, spec = fleet
+    root, spec, _first = fleet
+    start = report(root)
     before = on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules")
     changed = spec + ".changed.yml"
     shutil.copy(spec, changed)
@@ -111,12 +147,13 @@ def test_check_mode_shows_the_rule_diff_and_changes_nothing(fleet):
     assert on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules") == before
     again = site(root, spec)
     assert all(counts["changed"] == 0 for counts in recap(again.stdout).values()), again.stdout[-3000:]
+    assert all(not any(d.values()) for d in growth(start, report(root)).values()), growth(start, report(root))
 
 
 def test_a_resize_without_a_standby_port_is_refused_and_touches_nothing(fleet):
     """I2/I5: the classifier (3 sockets on 8400, no standby port) would have to restart in place; without
-    divert_fleet_allow_disruption the rollout refuses before touching those hosts, and the others finish."""
-    root, spec = fleet
+    divert_fleet_allow_disruption the rollout refuses before touching those hosts, and the others finish (I6)."""
+    root, spec, _first = fleet
     bigger = spec + ".bigger.yml"
     shutil.copy(spec, bigger)
     _edit(bigger, lambda d: d["consumers"]["classifier"].update(sockets=5))
@@ -131,25 +168,51 @@ def test_a_resize_without_a_standby_port_is_refused_and_touches_nothing(fleet):
            "restart (sockets 3 -> 5" in result.stdout
     assert "fw-edge-01 failed" in result.stdout  # the play names each failed host at its end
     assert on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules") == rules
-    after = report(root)
-    for counter in ("dropped_noport", "dropped_hole", "flows_remapped", "incomplete_loads", "withdraw_violations"):
-        assert after[counter] == before[counter], counter
+    assert all(not any(d.values()) for d in growth(before, report(root)).values()), growth(before, report(root))
 
 
-def test_an_allowed_in_place_resize_withdraws_and_drains_before_the_restart(fleet):
-    """I2 with permission: the classifier's rules are withdrawn and its states drained before it restarts."""
-    root, spec = fleet
+def test_an_allowed_in_place_resize_drains_the_old_group_before_it_stops(fleet):
+    """I2 with permission: the classifier goes from 3 to 5 sockets in place. Its rules are withdrawn,
+    and its old group stops only once the pf states those rules created have ended: a held flow keeps
+    the drain waiting until it ends, so no socket closes while a state still diverts to 8400.
+
+    What this form still loses, and the standby port (I5) avoids: flows that start while the rules are
+    out pass uninspected (flows_undiverted), and packets of flows whose state outlives the drain reach
+    the rebuilt group's sockets (flows_remapped). Both depend on the background traffic and are stated."""
+    root, spec, _first = fleet
+    before = report(root)
+    held = host_call(root, "fw-edge-01", op="flow", flow=DNS_FLOW, packets=1, name="held-dns", end=False)
+    assert held["verdicts"] == ["divert"] and held["port"] == 8400, held
     _edit(spec, lambda d: d["consumers"]["classifier"].update(sockets=5))
     for host in ("fw-edge-01", "fw-edge-02"):
         twinctl(root, "expect", "--host", host, "--port", "8400", "--sockets", "5")
-    result = site(root, spec, "-e", "divert_fleet_allow_disruption=true")
+
+    def end_held_flow():
+        time.sleep(4)
+        host_call(root, "fw-edge-01", op="flow_more", name="held-dns", packets=1, end=True)
+    ender = threading.Thread(target=end_held_flow)
+    ender.start()
+    try:
+        result = site(root, spec, "-e", "divert_fleet_allow_disruption=true")
+    finally:
+        ender.join()
     assert result.returncode == 0, result.stdout[-3000:]
     assert "port 8400 (classifier): 5 of 5 sockets bound" in result.stdout
-    state = report(root)
-    assert state["withdraw_violations"] == 0
-    assert state["incomplete_loads"] == 0
-    # Not asserted: flows_remapped on port 8400. Its established flows change socket when they come
-    # back to the rebuilt group, which is what disruption means here; a standby port avoids it (I5).
+    assert "draining port(s) 8400" in result.stdout  # the wait was shown while it lasted
+    after = report(root)
+    grew = growth(before, after)
+    for host, d in grew.items():
+        assert d["withdraw_violations"] == 0, after["hosts"][host]["withdraw_violation_details"]
+        assert d["incomplete_loads"] == 0, after["hosts"][host]["incomplete_load_details"]
+        assert d["dropped_nodivert"] == 0 and d["dropped_full"] == 0, (host, d)
+        if host not in ("fw-edge-01", "fw-edge-02"):
+            assert not any(d.values()), (host, d)       # hosts whose groups did not change
+    lost = ["%s %s" % (host, ", ".join("%s=%d" % kv for kv in sorted(d.items()) if kv[1]))
+            for host, d in sorted(grew.items()) if any(d.values())]
+    if lost:
+        warnings.warn("an in-place resize (I2 without I5) lost on the edge hosts: %s" % "; ".join(lost))
+    sockets = json.loads(on_host(root, "fw-edge-01", "sockstat", "-4", "-P", "divert", "--libxo", "json"))
+    assert [row["local"]["port"] for row in sockets["sockstat"]["socket"]].count(8400) == 5
     rules = on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules")
     assert "divert-to 8400" in rules
 
@@ -157,13 +220,110 @@ def test_an_allowed_in_place_resize_withdraws_and_drains_before_the_restart(flee
 @pytest.mark.parametrize("host", ["fw-edge-01", "fw-lab-01"])
 def test_reboot_loads_rules_only_after_the_consumers_are_bound(fleet, host):
     """I3: after a reboot the divert rules stay empty until the boot gate sees every group whole."""
-    root, _spec = fleet
+    root, _spec, _first = fleet
     show = ("pfctl", "-a", "divert_fleet", "-s", "rules") if host != "fw-lab-01" else ("ipfw", "list")
-    before = report(root)["hosts"][host]
+    before = report(root)
     twinctl(root, "reboot", "--host", host)
     wait_until(lambda: "divert" in on_host(root, host, *show), what="the boot gate to load %s's rules" % host)
-    after = report(root)["hosts"][host]
-    assert after["incomplete_loads"] == before["incomplete_loads"], after.get("incomplete_load_details")
-    for counter in ("dropped_noport", "dropped_hole", "flows_remapped"):
-        assert after[counter] == before[counter], (counter, before[counter], after[counter])
-    assert after["diverted"] > before["diverted"]  # traffic is diverted again once the gate has loaded the rules
+    after = report(root)
+    grew = growth(before, after)[host]
+    details = dict((k, v) for k, v in after["hosts"][host].items() if k.endswith("_details") and v)
+    assert not any(grew.values()), (host, grew, details)
+    # traffic is diverted again once the gate has loaded the rules
+    assert after["hosts"][host]["diverted"] > before["hosts"][host]["diverted"]
+
+
+def test_opnsense_boot_gate_is_installed_to_run_once(fleet):
+    """I3 on OPNsense: the twin boots as OPNsense does (test_fact_boot_runs_start_syshooks_around_rc_freebsd)."""
+    root, _spec, _first = fleet
+    enabled = on_host(root, "fw-edge-01", "sysrc", "-n", "divert_fleet_enable").strip() == "YES"
+    hook = on_host(root, "fw-edge-01", "sh", "-c", "test -e /usr/local/etc/rc.syshook.d/start/50-divert_fleet && echo yes")
+    hook = hook.strip() == "yes"
+    assert enabled or hook, "no boot gate on fw-edge-01"
+    assert not (enabled and hook), "the gate starts from rc.d and from the start syshook"
+
+
+@pytest.fixture
+def lone_host(tmp_path):
+    """One fresh FreeBSD twin host with ipdivert loaded, and its inventory."""
+    root = str(tmp_path / "twin")
+    twinctl(root, "up", "--host", "fw-solo:freebsd")
+    try:
+        on_host(root, "fw-solo", "kldload", "ipdivert")
+        inventory = os.path.join(root, "inventory.yml")
+        with open(inventory, "w") as handle:
+            handle.write(twinctl(root, "inventory"))
+        yield root, inventory
+    finally:
+        twinctl(root, "down")
+
+
+def test_divert_sockets_counts_a_socket_a_forked_consumer_shares_once(lone_host):
+    """fact: sockstat prints one row per process and descriptor; pcblist one record per socket."""
+    root, inventory = lone_host
+    consumer = os.path.join(TWIN, "tests", "files", "twinconsumer.py")
+    with open(consumer) as handle:
+        source = handle.read()
+    subprocess.run([sys.executable, os.path.join(TWIN, "twinctl"), "exec", "--root", root, "--host", "fw-solo",
+                    "--", "sh", "-c", "cat > /usr/local/bin/twinconsumer && chmod 755 /usr/local/bin/twinconsumer "
+                    "&& daemon -p /var/run/forked.pid /usr/local/bin/twinconsumer 8000 2 1 fork"],
+                   input=source, universal_newlines=True, check=True)
+    assert host_call(root, "fw-solo", op="wait_sockets", port=8000, count=2, timeout=10)["ok"]
+    wait_until(lambda: on_host(root, "fw-solo", "cat", "/var/run/twinconsumer.child").strip() != "",
+               what="the consumer's child")
+    rows = json.loads(on_host(root, "fw-solo", "sockstat", "-4", "-P", "divert", "--libxo", "json"))
+    assert len(rows["sockstat"]["socket"]) == 4          # the twin: 2 sockets, each held by 2 processes
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
+    result = subprocess.run([os.path.join(BIN, "ansible"), "fw-solo", "-i", inventory, "-m", "divert.fleet.divert_sockets",
+                             "-a", json.dumps({"wait_for": {"8000": 2}, "timeout": 3})],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+OPNSENSE_IDS_ONLY = """\
+version: 1
+consumers:
+  ips:
+    description: Suricata IPS in divert mode, the only consumer of the host
+    port: 8010
+    sockets: 2
+    service: suricata
+    rc_vars:
+      suricata_enable: "YES"
+      suricata_divertport: "@PORT@"
+      suricata_divert_listeners: "@SOCKETS@"
+    ready_timeout: 20
+hosts:
+  fw-opn-ids:
+    backend: pf
+    platform: opnsense
+    consumers: [ips]
+    rules:
+      - {name: inspect-web, consumer: ips, interface: igb0, direction: in, protocol: tcp, to_ports: [80]}
+pf:
+  anchor: divert_fleet
+"""
+
+
+def test_opnsense_host_without_a_reference_consumer_diverts_again_after_a_reboot(tmp_path):
+    """I3 on OPNsense, with only a Suricata-like consumer (no reference consumer whose rc.d script
+    happens to load ipdivert through required_modules)."""
+    root = str(tmp_path / "twin")
+    spec = str(tmp_path / "fleet.yml")
+    with open(spec, "w") as handle:
+        handle.write(OPNSENSE_IDS_ONLY)
+    subprocess.run([sys.executable, os.path.join(TWIN, "fleetctl"), "up", "--root", root, "--spec", spec,
+                    "--divert-fleet", os.path.join(BIN, "divert-fleet")], check=True, stdout=subprocess.DEVNULL)
+    try:
+        first = site(root, spec)
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert "divert-to 8010" in on_host(root, "fw-opn-ids", "pfctl", "-a", "divert_fleet", "-s", "rules")
+        twinctl(root, "reboot", "--host", "fw-opn-ids")
+        # the group comes back only if ipdivert is loaded at boot
+        assert host_call(root, "fw-opn-ids", op="wait_sockets", port=8010, count=2, timeout=15)["ok"], \
+            on_host(root, "fw-opn-ids", "kldstat")
+        wait_until(lambda: "divert-to 8010" in on_host(root, "fw-opn-ids", "pfctl", "-a", "divert_fleet", "-s", "rules"),
+                   what="the boot gate to load the rules")
+    finally:
+        twinctl(root, "down")

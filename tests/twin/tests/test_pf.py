@@ -1,60 +1,12 @@
-"""pf facts (freebsd-facts.md: "pf", "How a group member is chosen")."""
+"""pf facts (freebsd-facts.md: "pf"); member selection is in test_lb.py."""
 from twin_fixtures import divert_setup
-from twinlib.kernel import be_state_id, select_member
 
 
-def used_members(count, start=1_780_000_000, flows=2000):
-    return {select_member(be_state_id(start + i), count) for i in range(flows)}
-
-
-def test_fact_big_endian_state_ids_only_odd_part_receives_flows():
-    # id % count with id = htobe64(counter) read as a little-endian integer
-    assert used_members(32) == {0}
-    assert used_members(24) == {0, 8, 16}
-    assert used_members(31) == set(range(31))
-    for n in range(1, 33, 2):
-        assert used_members(n) == set(range(n))
-    assert len(used_members(12)) == 3
-
-
-def test_fact_state_counter_starts_when_pf_enabled(host):
-    import time
-    host.sh("kldload -n pf ipdivert", check=True)
-    t0 = int(time.time())
-    host.sh("pfctl -e", check=True)
-    st = host.call(op="state")
-    assert t0 <= st["pf_since"] <= t0 + 2 and st["pf_counter"] == st["pf_since"]
-
-
-def test_fact_lb_group_of_4_only_slot0_gets_flows(host):
-    divert_setup(host, 4)
-    host.pf_load("pass in quick inet proto tcp to port 80 keep state divert-to 8000\n")
-    for i in range(40):
-        host.flow(packets=2, sport=30000 + i)
-    rep = host.report()
-    per_slot = {}
-    for s in rep["sockets"].values():
-        per_slot[s["slot"]] = per_slot.get(s["slot"], 0) + s["packets"]
-    assert per_slot[0] == 80 and all(v == 0 for k, v in per_slot.items() if k != 0), per_slot
-    assert rep["reinjected"] == 80 and rep["dropped_noport"] == 0
-
-
-def test_fact_lb_group_of_3_all_members_get_flows(host):
-    divert_setup(host, 3)
-    host.pf_load("pass in quick inet proto tcp to port 80 keep state divert-to 8000\n")
-    for i in range(30):
-        host.flow(packets=1, sport=30000 + i)
-    rep = host.report()
-    assert sorted(s["packets"] for s in rep["sockets"].values()) == [10, 10, 10]
-
-
-def test_fact_packets_without_state_go_to_first_member(host):
-    divert_setup(host, 3)
-    host.pf_load("pass in quick inet proto udp to port 53 no state divert-to 8000\n")
-    for i in range(12):
-        host.flow(packets=1, proto=17, dport=53, sport=20000 + i)
-    rep = host.report()
-    assert {s["slot"]: s["packets"] for s in rep["sockets"].values()} == {0: 12, 1: 0, 2: 0}
+def bad_rules(host, text):
+    """pfctl -nf on `text`: its exit code and the lines it printed."""
+    host.write("/etc/bad.conf", text)
+    r = host.sh("pfctl -a fleet -nf /etc/bad.conf")
+    return r.returncode, r.stderr.splitlines()
 
 
 def test_fact_states_keep_their_rule_across_anchor_reload(host):
@@ -110,13 +62,6 @@ def test_fact_pf_drops_divert_when_ipdivert_not_loaded(host):
     assert host.report()["dropped_nodivert"] == 2
 
 
-def test_fact_pf_does_not_divert_inet6(host):
-    host.sh("kldload -n pf ipdivert && pfctl -e", check=True)
-    host.pf_load("pass in quick inet6 proto tcp to port 80 divert-to 8000\n")
-    r = host.flow(packets=1, af=6, src="2001:db8::1", dst="2001:db8::2")
-    assert r["verdicts"] == ["pass"]
-
-
 def test_fact_main_ruleset_load_keeps_anchors(host):
     host.sh("kldload -n pf && pfctl -e", check=True)
     host.pf_load("pass in quick proto tcp to port 80 divert-to 8000\n", anchor="fleet")
@@ -142,3 +87,84 @@ def test_pfctl_labels_and_states(host):
     assert lab[0] == "x" and lab[2] == "3" and lab[8] == "1"
     ss = host.sh("pfctl -ss -vv").stdout
     assert "all tcp 192.0.2.10:40000 -> 10.1.2.3:80" in ss and "id: " in ss and "creatorid:" in ss
+
+
+def test_fact_pf_diverts_only_passed_packets(host):
+    divert_setup(host, 1)
+    host.pf_load("block in quick proto tcp to port 80 divert-to 8000\n")
+    assert host.flow(packets=2)["verdicts"] == ["block"] * 2
+    assert host.report()["diverted"] == 0
+
+
+# ---- input pfctl refuses (sbin/pfctl/parse.y): the twin must refuse it too ----------------
+LOADED = "pass in quick proto tcp to port 80 divert-to 8000\n"
+NOT_LOADED = "pfctl: Syntax error in config file: pf rules not loaded"
+
+
+def _refused(host, text, expected):
+    host.sh("kldload -n pf", check=True)
+    host.pf_load(LOADED, anchor="fleet")
+    before = host.sh("pfctl -a fleet -s rules").stdout
+    rc, lines = bad_rules(host, text)
+    assert rc == 1 and lines == ["/etc/bad.conf:" + m for m in expected] + [NOT_LOADED], lines
+    host.write("/etc/bad.conf", text)
+    assert host.sh("pfctl -a fleet -f /etc/bad.conf").returncode == 1
+    assert host.sh("pfctl -a fleet -s rules").stdout == before
+
+
+def test_bad_input_label_over_63_characters(host):
+    """rule_label(): strlcpy into label[PF_RULE_LABEL_SIZE = 64] -> "rule label too long"."""
+    _refused(host, 'pass in all label "%s"\n' % ("x" * 64), ["1: rule label too long (max 63 chars)"])
+    host.write("/etc/ok.conf", 'pass in all label "%s"\n' % ("x" * 63))
+    assert host.sh("pfctl -a fleet -nf /etc/ok.conf").returncode == 0
+
+
+def test_bad_input_interface_name_over_15_characters(host):
+    """if_item: strlcpy into ifname[IFNAMSIZ = 16] -> "interface name too long"."""
+    _refused(host, "# x\npass in on vtnet0123456789ab all\n", ["2: interface name too long"])
+    _refused(host, "set skip on vtnet0123456789ab\n", ["1: interface name too long"])
+    host.write("/etc/ok.conf", "pass in on vtnet0123456789 all\n")
+    assert host.sh("pfctl -a fleet -nf /etc/ok.conf").returncode == 0
+
+
+def test_bad_input_keep_state_on_block(host):
+    """filter_consistent: `r->action != PF_PASS && r->keep_state`, then expand_rule skips the rule."""
+    _refused(host, "block in proto tcp to port 80 keep state\n",
+             ["1: keep state is great, but only for pass rules", "1: skipping rule due to errors",
+              "1: rule expands to no valid combination"])
+    host.write("/etc/ok.conf", "block in proto tcp to port 80 no state\n")
+    assert host.sh("pfctl -a fleet -nf /etc/ok.conf").returncode == 0
+
+
+def test_bad_input_icmp_type_on_tcp(host):
+    """expand_rule: "icmp-type mismatch"; filter_consistent: "icmp-type/code only applies to icmp"."""
+    _refused(host, "pass in inet proto tcp icmp-type echoreq\n",
+             ["1: icmp-type mismatch", "1: icmp-type/code only applies to icmp",
+              "1: skipping rule due to errors", "1: rule expands to no valid combination"])
+    _refused(host, "pass in proto tcp icmp-type echoreq\n",
+             ["1: icmp-type mismatch", "1: icmp-type/code only applies to icmp",
+              "1: must indicate address family with icmp-type/code",
+              "1: skipping rule due to errors", "1: rule expands to no valid combination"])
+    host.write("/etc/ok.conf", "pass in inet proto icmp icmp-type echoreq\n")
+    assert host.sh("pfctl -a fleet -nf /etc/ok.conf").returncode == 0
+
+
+def test_bad_input_port_on_a_protocol_without_ports(host):
+    _refused(host, "pass in proto { tcp icmp } to port 80\n",
+             ["1: port only applies to tcp/udp", "1: skipping rule due to errors"])
+
+
+def test_fact_set_skip_on_interface_is_not_filtered(host):
+    """`set skip on IF`: pf does not filter (nor divert) packets on IF; the main ruleset's list
+    replaces the previous one."""
+    divert_setup(host, 1)
+    host.pf_load("set skip on { igb1 lo0 }\npass in quick proto tcp to port 80 keep state divert-to 8000\n"
+                 "block in quick on igb1 all\n")
+    assert host.call(op="state")["pf_skip"] == ["igb1", "lo0"]
+    assert host.flow(packets=2, iface="igb1")["verdicts"] == ["pass", "pass"]
+    assert host.flow(packets=2, iface="igb0", sport=40001)["verdicts"] == ["divert", "divert"]
+    host.pf_load("pass in quick proto tcp to port 80 keep state divert-to 8000\n")
+    assert host.call(op="state")["pf_skip"] == []
+    assert host.flow(packets=1, iface="igb1", sport=40002)["verdicts"] == ["divert"]
+    rep = host.report()
+    assert rep["flows_undiverted"] == 0           # skipped interfaces are the operator's choice

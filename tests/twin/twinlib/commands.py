@@ -3,9 +3,14 @@ netstat).  Each returns (rc, stdout, stderr) with FreeBSD's texts and exit codes
 known; README.md lists what was inferred."""
 import getopt
 import json
+import os
+import pwd
+import socket
+import struct
 import time
 
 from twinlib import pf, ipfw
+from twinlib import kernel as K
 
 MODFILES = {"pf": "pf.ko", "ipfw": "ipfw.ko", "ipdivert": "ipdivert.ko", "pflog": "pflog.ko",
             "pfsync": "pfsync.ko", "dummynet": "dummynet.ko", "ipfw_nat": "ipfw_nat.ko",
@@ -57,6 +62,7 @@ def pfctl(k, argv, files, stdin):
             for st in k.pf_states.values():
                 st["rule"].states_cur -= 1
             k.pf_states.clear()
+            k._track_rules()
             err.append("%d states cleared\n" % n)
     if "-f" in o:
         fname = o["-f"]
@@ -74,10 +80,21 @@ def pfctl(k, argv, files, stdin):
                 out.extend(r.text() + "\n" for r in rules)
         if "-n" not in o:
             before = k.live_ports()
+            for r in rules:
+                r.where = anchor or ""
             if anchor:
-                k.pf_anchors[anchor] = rules       # one transaction: all or nothing
+                k.pf_anchors[anchor] = list(rules)  # one transaction: all or nothing
             else:
-                k.pf_main = rules                   # other anchors are not touched
+                k.pf_main = list(rules)             # other anchors are not touched
+            if rules.skip is not None:
+                # `set skip on IF` flags the interfaces; a main ruleset load sets exactly its
+                # own list (pfctl_adjust_skip_ifaces), `set skip on none` clears it
+                if anchor:
+                    k.pf_skip |= rules.skip
+                else:
+                    k.pf_skip = set(rules.skip)
+            elif not anchor:
+                k.pf_skip = set()
             k._note_change(before, pf.divert_ports(rules),
                            "pfctl%s -f %s" % (" -a " + anchor if anchor else "", fname))
     if "-e" in o:
@@ -85,17 +102,18 @@ def pfctl(k, argv, files, stdin):
             return 1, "".join(out), "".join(err) + "pfctl: pf already enabled\n"
         before = k.live_ports()
         k.pf_enabled = True
-        if not k.pf_since:
-            k.pf_since = int(time.time())
-            # new_unrhdr64(&V_pf_stateid, time_second): the state-ID counter starts at
-            # the time pf was enabled, in Unix seconds
-            k.pf_counter = k.pf_since
+        # DIOCSTART: new_unrhdr64(&V_pf_stateid, time_second): at every `pfctl -e` the
+        # state-ID counter restarts from the current Unix time
+        k.pf_since = int(time.time())
+        k.pf_counter = k.pf_since
         k._note_change(before, (), "pfctl -e")
         err.append("pf enabled\n")
     if "-d" in o:
         if not k.pf_enabled:
             return 1, "".join(out), "".join(err) + "pfctl: pf not enabled\n"
+        before = k.live_ports()
         k.pf_enabled = False
+        k._note_change(before, (), "pfctl -d")
         err.append("pf disabled\n")
     if "-s" in o:
         what = o["-s"]
@@ -115,7 +133,7 @@ def pfctl(k, argv, files, stdin):
             for name in sorted(k.pf_anchors):
                 out.append("  %s\n" % name)
         elif what in ("labels", "l"):
-            rules = (k.pf_anchors.get(anchor, []) if anchor else k._pf_reachable())
+            rules = (k.pf_anchors.get(anchor, []) if anchor else [r for _a, r in k._pf_reachable()])
             agg = {}
             for r in rules:
                 for lab in r.labels:
@@ -138,7 +156,8 @@ def pfctl(k, argv, files, stdin):
                     out.append("   age %02d:%02d:%02d, expires in 24:00:00, %d:0 pkts, %d:0 bytes, rule %d\n"
                                % (age // 3600, age // 60 % 60, age % 60, st["packets"], st["packets"] * 60, st["rule"].nr))
                 if verbose > 1:
-                    out.append("   id: %016x creatorid: %08x\n" % (st["raw"], 0x74776e31))
+                    # print_state: be64toh(s->id), i.e. the counter
+                    out.append("   id: %016x creatorid: %08x\n" % (st["counter"], 0x74776e31))
         elif what in ("info", "i"):
             since = int(time.time()) - k.pf_since if k.pf_enabled and k.pf_since else 0
             d, h, m, s = since // 86400, since // 3600 % 24, since // 60 % 60, since % 60
@@ -159,8 +178,6 @@ def pfctl(k, argv, files, stdin):
 
 # ---------------------------------------------------------------------------- ipfw
 def ipfw_cmd(k, argv, files, stdin):
-    if "ipfw" not in k.modules:
-        return 71, "", "ipfw: retrieving config failed: Protocol not available\n"
     opts = {"q": False, "n": False, "f": False, "S": False, "a": False}
     i = 0
     while i < len(argv) and argv[i].startswith("-") and len(argv[i]) > 1:
@@ -168,12 +185,16 @@ def ipfw_cmd(k, argv, files, stdin):
             opts[c] = True
         i += 1
     av = argv[i:]
+    if "ipfw" not in k.modules and not opts.get("n"):
+        # -n only checks syntax and never talks to the kernel: it works without ipfw.ko
+        return 71, "", "ipfw: retrieving config failed: Protocol not available\n"
     if len(av) == 1 and av[0].startswith("/"):
         text = files.get(av[0])
         if text is None:
             return 64, "", "ipfw: %s: No such file or directory\n" % av[0]
         out = []
-        for lineno, line in enumerate(text.split("\n"), 1):
+        lines = text.split("\n")
+        for lineno, line in enumerate(lines, 1):
             args = ipfw.split_args(line)
             if not args:
                 continue
@@ -182,11 +203,30 @@ def ipfw_cmd(k, argv, files, stdin):
             if rc:
                 # ipfw_readfile runs each line through ipfw_main; errx() ends the whole run
                 # at the first error, earlier lines stay applied (no transaction)
+                if not opts.get("n"):
+                    _want_rest(k, lines[lineno - 1:])
                 return rc, "".join(out), "Line %d: %s" % (lineno, e[len("ipfw: "):] if e.startswith("ipfw: ") else e)
+        if not opts.get("n"):
+            k.wanted_keys = set()       # the file the host was meant to run is loaded whole
         return 0, "".join(out), ""
     if not av:
         return 64, "", "usage: ipfw [options]\ndo \"ipfw -h\" or \"man ipfw\" for details\n"
     return _ipfw_one(k, av, opts)
+
+
+def _want_rest(k, lines):
+    """A file that stopped at its first error: its divert rules that did not get loaded are
+    still the rules the host is meant to run (the report judges undiverted flows by them)."""
+    for line in lines:
+        args = ipfw.split_args(line)
+        if args[:1] != ["add"]:
+            continue
+        try:
+            r = ipfw.parse_add(args[1:])
+        except (ipfw.IpfwError, IndexError, ValueError):
+            continue
+        if r.action == "divert" and r.num:
+            k.wanted_keys.add(k.ipfw_key(r))
 
 
 def _ipfw_one(k, av, opts):
@@ -194,11 +234,11 @@ def _ipfw_one(k, av, opts):
     try:
         if cmd == "add":
             r = ipfw.parse_add(av[1:])
+            if opts.get("n"):
+                return 0, "", ""                 # syntax only: the kernel is not asked
             if r.action in ("divert", "tee") and "ipdivert" not in k.modules:
                 # the kernel refuses O_DIVERT/O_TEE without ip_divert_ptr (EINVAL)
                 raise ipfw.IpfwError("getsockopt(IP_FW_XADD): Invalid argument", ipfw.EX_UNAVAILABLE)
-            if opts.get("n"):
-                return 0, "", ""
             if not r.num:
                 nums = [x.num for x in k.ipfw_rules]
                 r.num = (max(nums) + 100) // 100 * 100 if nums else 100
@@ -236,6 +276,8 @@ def _ipfw_one(k, av, opts):
             k._note_change(before, (), "ipfw flush")
             return 0, "", "" if opts.get("q") or opts.get("f") else "Flushed all rules.\n"
         if cmd in ("list", "show", "l", "print", "p"):
+            if "ipfw" not in k.modules:
+                return 71, "", "ipfw: retrieving config failed: Protocol not available\n"
             show = cmd == "show"
             want = {int(x) for x in av[1:] if x.isdigit()}
             rules = [x for x in k.ipfw_rules if not want or x.num in want]
@@ -335,8 +377,8 @@ def _sysctls(k):
          "kern.boottime": "{ sec = %d, usec = 0 } %s" % (k.boot_time, time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(k.boot_time))),
          "kern.features.inet6": "1", "kern.version": "FreeBSD 15.0-RELEASE twin"}
     if "ipdivert" in k.modules:
-        v["net.inet.divert.sendspace"] = "65536"
-        v["net.inet.divert.recvspace"] = "65536"
+        v["net.inet.divert.sendspace"] = str(K.RECVSPACE)
+        v["net.inet.divert.recvspace"] = str(K.RECVSPACE)
     if "ipfw" in k.modules:
         v["net.inet.ip.fw.enable"] = "1"
         v["net.inet.ip.fw.default_to_accept"] = "0"
@@ -346,22 +388,71 @@ def _sysctls(k):
     return v
 
 
-def _pcblist(k):
-    rows = []
-    for s in sorted(k.socks.values(), key=lambda x: (x.port or 0, x.id)):
-        if s.port is None or s.fake:
-            continue
-        rows.append({"inp_lport": s.port, "inp_laddr": "0.0.0.0", "xi_socket": "0x%x" % (0xfffff80000000000 + s.id * 0x100),
-                     "so_options": "0x%x" % (0x10000 if s.lb else 0), "pid": s.pid})
-    return rows
+# struct sizes on amd64/arm64 (sys/sys/socketvar.h struct xsocket, sys/netinet/in_pcb.h struct
+# xinpcb and struct xinpgen, both __aligned(8); little-endian host order)
+XINPGEN_LEN = 64
+XSOCKET_LEN = 240
+XINPCB_LEN = 400
+IPPROTO_DIVERT = 258
+INP_IPV4 = 0x1
+
+
+def _xinpgen(count, gen, sogen):
+    # ksize_t xig_len; u_int xig_count; uint32_t spare; inp_gen_t xig_gen; so_gen_t xig_sogen;
+    # uint64_t spare[4]
+    return struct.pack("<QIIQQ32x", XINPGEN_LEN, count, 0, gen, sogen)
+
+
+def _xsockbuf(cc, hiwat):
+    # sb_cc sb_hiwat sb_mbcnt spare0 spare1 sb_mbmax sb_lowat sb_timeo (u32/i32), sb_flags (i16)
+    return struct.pack("<IIIIIIiih2x", cc, hiwat, cc, 0, 0, hiwat * 8, 1, 0, 0)
+
+
+def _xsocket(s, k):
+    body = struct.pack("<QQQQQ56x", XSOCKET_LEN, s.kaddr, s.kaddr + 0x200, 0, 0)
+    body += struct.pack("<iiIIIiI32x", IPPROTO_DIVERT, socket.AF_INET, 0, 0, 0, 0, 0)
+    # so_options is an int16_t in struct xsocket: SO_REUSEPORT_LB (0x10000) does not fit and
+    # reads 0 (sotoxsocket assigns the int)
+    body += struct.pack("<hhhhhH", socket.SOCK_RAW, 0, 0, 0, 0, 0)
+    body += _xsockbuf(s.rcv_cc, K.RECVSPACE) + _xsockbuf(0, K.RECVSPACE)
+    assert len(body) == XSOCKET_LEN
+    return body
+
+
+def _xinpcb(s, k):
+    rec = struct.pack("<Q", XINPCB_LEN) + _xsocket(s, k)
+    # struct in_conninfo: inc_flags u8, inc_len u8, inc_fibnum u16, then in_endpoints:
+    # ie_fport, ie_lport (network order), ie_dependfaddr[16], ie_dependladdr[16], ie6_zoneid
+    rec += struct.pack("<BBH", 0, 0, 0) + struct.pack("!HH", 0, s.port) + b"\0" * 32 + struct.pack("<I", 0)
+    rec += b"\0" * (-len(rec) % 8)                      # inp_gencnt is 8-aligned
+    rec += struct.pack("<QQ32x", s.id, 0)               # inp_gencnt, inp_ppcb, inp_spare64[4]
+    rec += struct.pack("<IIIiiIi16x", 0, 0, 0, 0, 0, 0, 0)
+    rec += struct.pack("<HBbBBBB4x", 0, 0, 0, INP_IPV4, 0, 0, 0)   # ... inp_vflag = INP_IPV4
+    rec += b"\0" * (XINPCB_LEN - len(rec))
+    assert len(rec) == XINPCB_LEN
+    return rec
+
+
+def pcblist_bytes(k):
+    """net.inet.divert.pcblist (ip_divert.c div_pcblist): an xinpgen, one xinpcb per bound
+    divert socket (a socket held by several processes is one socket: one record), and a
+    closing xinpgen."""
+    bound = sorted((s for s in k.socks.values() if s.port is not None and not s.fake),
+                   key=lambda x: (x.port, x.id))
+    gen = max([s.id for s in k.socks.values()] + [0])      # generation: the newest socket
+    # xig_count is the number of divert sockets, bound or not (dcb_count) (I)
+    head = _xinpgen(len(k.socks), gen, gen)
+    return head + b"".join(_xinpcb(s, k) for s in bound) + head
 
 
 def sysctl(k, argv, files, stdin):
-    nflag = False
+    nflag = xflag = oflag = False
     names = []
     for a in argv:
         if a.startswith("-") and len(a) > 1:
             nflag = nflag or "n" in a
+            xflag = xflag or "x" in a
+            oflag = oflag or "o" in a
         else:
             names.append(a)
     table = _sysctls(k)
@@ -376,10 +467,13 @@ def sysctl(k, argv, files, stdin):
             out.append("%s: %s -> %s\n" % (name, table[name], val))
             continue
         if n == "net.inet.divert.pcblist" and "ipdivert" in k.modules:
-            # The real node is opaque (S,xinpgen/xinpcb records); the twin prints one JSON
-            # object per bound divert socket instead (see README).
-            body = "\n".join(json.dumps(r) for r in _pcblist(k))
-            out.append(body + "\n" if nflag else "%s: %s\n" % (n, body))
+            # An opaque node (CTLTYPE_OPAQUE, format "S,xinpcb"): sysctl(8) prints it only with
+            # -x (the whole buffer in hex) or -o (its first 16 bytes)
+            data = pcblist_bytes(k)
+            if xflag or oflag:
+                dump = data.hex() if xflag else data[:16].hex() + "..."
+                body = "Format:S,xinpcb Length:%d Dump:0x%s" % (len(data), dump)
+                out.append(body + "\n" if nflag else "%s: %s\n" % (n, body))
             continue
         if n == "net.inet.divert.stats" and "ipdivert" in k.modules:
             d = k.divstat
@@ -409,6 +503,56 @@ def netstat(k, argv, files, stdin):
 
 
 # ---------------------------------------------------------------------------- sockstat
+def _host_pids():
+    """Processes of this host: those in the kernel daemon's mount namespace."""
+    me = os.getpid()
+    mine = os.readlink("/proc/self/ns/mnt")
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            if os.readlink("/proc/%s/ns/mnt" % d) == mine:
+                yield int(d)
+        except OSError:
+            pass
+
+
+def _holders(k):
+    """{socket id: [(pid, fd, user, command)]}: every process descriptor that holds a divert
+    socket (a socket inherited by a forked child is held twice)."""
+    by_ino = {s.ino: s.id for s in k.socks.values() if s.ino}
+    out = {}
+    if not by_ino:
+        return out
+    for pid in _host_pids():
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        found = []
+        for fd in fds:
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:[") and int(link[8:-1]) in by_ino:
+                found.append((int(fd), by_ino[int(link[8:-1])]))
+        if not found:
+            continue
+        try:
+            comm = open("/proc/%d/comm" % pid).read().strip()
+            uid = next(int(line.split()[2]) for line in open("/proc/%d/status" % pid) if line.startswith("Uid:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        for fd, sid in found:
+            out.setdefault(sid, []).append((pid, fd, user, comm))
+    return out
+
+
 def sockstat(k, argv, files, stdin):
     fmt = "text"
     args = []
@@ -439,29 +583,43 @@ def sockstat(k, argv, files, stdin):
             if not lo.isdigit() or (hi and not hi.isdigit()):
                 return 1, "", "sockstat: syntax error in port range\n"
             ports.update(range(int(lo), int(hi or lo) + 1))
-    rows = []
     only6 = "-6" in o and "-4" not in o
-    if "divert" in protos and not only6 and "-l" not in o:
-        for s in sorted(k.socks.values(), key=lambda x: (x.pid, x.fd)):
+    rows = []       # (socket, pid, fd, user, command); pid None: a socket no process holds
+    if "divert" in protos and not only6:
+        # divert sockets are listed by default and with -l (they are bound, never connected)
+        holders = _holders(k)
+        for s in sorted(k.socks.values(), key=lambda x: x.id):
             if s.port is None or s.fake:
                 continue
             if ports is not None and s.port not in ports:
                 continue
-            rows.append(s)
+            held = holders.get(s.id)
+            if held:
+                rows += [(s, pid, fd, user, comm) for pid, fd, user, comm in held]
+            else:
+                rows.append((s, None, None, None, None))
+    rows.sort(key=lambda r: (r[1] is None, r[1] or 0, r[2] or 0))
     if fmt == "json":
-        sock = [{"user": "root", "command": s.comm, "pid": s.pid, "fd": s.fd, "proto": "div4",
-                 "local": {"address": "*", "port": str(s.port)},
-                 "foreign": {"address": "*", "port": "*"}} for s in rows]
+        sock = []
+        for s, pid, fd, user, comm in rows:
+            row = {}
+            if pid is not None:
+                row.update(user=user, command=comm, pid=pid, fd=fd)
+            row.update(proto="div4", local={"address": "*", "port": s.port},
+                       foreign={"address": "*", "port": "*"})
+            sock.append(row)
         return 0, json.dumps({"__version": "1", "sockstat": {"socket": sock}}) + "\n", ""
-    cw = {"user": 4, "command": 10, "pid": max([3] + [len(str(s.pid)) for s in rows]),
-          "fd": max([2] + [len(str(s.fd)) for s in rows]), "proto": 5}
+    cw = {"user": 4, "command": 10, "pid": max([3] + [len(str(r[1])) for r in rows]),
+          "fd": max([2] + [len(str(r[2])) for r in rows]), "proto": 5}
     out = []
     if "-q" not in o:
         out.append("%-*s %-*s %*s %*s %-*s %-*s %-*s\n" % (cw["user"], "USER", cw["command"], "COMMAND", cw["pid"], "PID",
                                                          cw["fd"], "FD", cw["proto"], "PROTO", 21, "LOCAL ADDRESS", 21, "FOREIGN ADDRESS"))
-    for s in rows:
-        out.append("%-*s %-*.10s %*d %*d %-*s %-*s %-*s\n" % (cw["user"], "root", cw["command"], s.comm, cw["pid"], s.pid,
-                                                            cw["fd"], s.fd, cw["proto"], "div4", 21, "*:%d" % s.port, 21, "*:*"))
+    for s, pid, fd, user, comm in rows:
+        out.append("%-*s %-*.10s %*s %*s %-*s %-*s %-*s\n" % (cw["user"], user or "??", cw["command"], comm or "??",
+                                                            cw["pid"], "??" if pid is None else pid,
+                                                            cw["fd"], "??" if fd is None else fd, cw["proto"], "div4",
+                                                            21, "*:%d" % s.port, 21, "*:*"))
     return 0, "".join(out), ""
 
 
@@ -499,13 +657,16 @@ def kldunload(k, argv, files, stdin):
             return 1, "", "kldunload: can't find file %s\n" % a
         if m == "ipdivert" and k.socks:
             return 1, "", "kldunload: can't unload file: Device busy\n"
+        before = k.live_ports()
         k.modules.discard(m)
         if m == "pf":
             k.pf_enabled = False
             k.pf_main, k.pf_anchors, k.pf_states = [], {}, {}
             k.pf_since = 0
+            k.pf_skip = set()
         if m == "ipfw":
             k.ipfw_rules = []
+        k._note_change(before, (), "kldunload " + m)
     return 0, "", ""
 
 

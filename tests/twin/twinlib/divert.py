@@ -36,7 +36,7 @@ class DivertSocket:
         except OSError:
             comm = "python3"
         req = {"op": "socket", "pid": os.getpid(), "fd": self._c.fileno(), "comm": comm,
-               "euid": os.geteuid(), "service": self.service}
+               "euid": os.geteuid(), "service": self.service, "ino": os.fstat(self._c.fileno()).st_ino}
         self._c.sendall(b"J" + json.dumps(req).encode())
         rep = json.loads(self._c.recv(65536)[1:])
         if rep.get("errno"):
@@ -96,6 +96,8 @@ class DivertSocket:
             if data[:1] == b"P":
                 port = struct.unpack("!H", data[1:3])[0]
                 addr = socket.inet_ntoa(data[3:7])
+                # the packet left the receive buffer: tell the kernel its space is free
+                self._c.sendall(b"R" + struct.pack("!I", len(data) - 7))
                 return data[7:7 + bufsize], (addr, port)
 
     def recv(self, bufsize, flags=0):

@@ -16,8 +16,25 @@ PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "icmp6": 58, "gre": 4
           "esp": 50, "ah": 51, "sctp": 132, "carp": 112, "pfsync": 240}
 PROTONAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 47: "gre", 50: "esp",
               51: "ah", 132: "sctp", 112: "carp", 240: "pfsync"}
-IGNORED_STATEMENTS = {"set", "scrub", "nat", "no", "rdr", "binat", "nat-anchor", "rdr-anchor",
+IGNORED_STATEMENTS = {"scrub", "nat", "no", "rdr", "binat", "nat-anchor", "rdr-anchor",
                       "binat-anchor", "table", "altq", "queue", "load", "antispoof", "ether"}
+IFNAMSIZ = 16                 # net/if.h: interface names hold at most 15 characters
+PF_RULE_LABEL_SIZE = 64       # net/pfvar.h: labels hold at most 63 characters
+# sbin/pfctl/pfctl_parser.c icmp_type[] and icmp6_type[] names (icmp-type / icmp6-type)
+ICMP_TYPES = {"echorep", "unreach", "squench", "redir", "althost", "echoreq", "routeradv", "routersol",
+              "timex", "paramprob", "timereq", "timerep", "inforeq", "inforep", "maskreq", "maskrep",
+              "trace", "dataconv", "mobredir", "ipv6-where", "ipv6-here", "mobregreq", "mobregrep",
+              "skip", "photuris"}
+ICMP6_TYPES = {"unreach", "toobig", "timex", "paramprob", "echoreq", "echorep", "groupqry", "listqry",
+               "grouprep", "listenrep", "groupterm", "listendone", "routersol", "routeradv", "neighbrsol",
+               "neighbradv", "redir", "routrrenum", "wrureq", "wrurep", "fqdnreq", "fqdnrep", "niqry",
+               "nirep", "mtraceresp", "mtrace"}
+
+
+class Ruleset(list):
+    """The rules of one file, and the interfaces its `set skip on` names (None: no set skip)."""
+
+    skip = None
 
 
 class PfError(Exception):
@@ -50,6 +67,8 @@ class Rule:
         self.tag = None
         self.divert_port = 0
         self.icmp_type = None
+        self.icmp_proto = None    # 1 for icmp-type, 58 for icmp6-type
+        self.where = ""           # the anchor the rule was loaded into ("" = main ruleset)
         self.lineno = 0
         self.nr = 0
         # counters (per rule, as pf keeps them)
@@ -99,7 +118,7 @@ class Rule:
               and self.keep_state):
             out.append("flags any")
         if self.icmp_type is not None:
-            out.append("icmp-type %s" % self.icmp_type)
+            out.append("%s %s" % ("icmp6-type" if self.icmp_proto == 58 else "icmp-type", self.icmp_type))
         if self.action == "pass" and not self.keep_state:
             out.append("no state")
         elif self.keep_state and self.action != "anchor":
@@ -383,12 +402,17 @@ def parse_rules(text, fname="stdin", anchor_ok=True):
     """Parse a ruleset; returns the expanded list of Rule objects (the way pfctl expands
     { } lists into several rules).  Raises PfError with pfctl's messages."""
     stmts, errors = _statements(text, fname)
-    rules = []
+    rules = Ruleset()
     for toks in stmts:
         try:
-            rules.extend(_parse_statement(toks, fname))
+            got = _parse_statement(toks, fname)
         except PfError as e:
             errors.extend(e.messages)
+            continue
+        if isinstance(got, set):
+            rules.skip = got if rules.skip is None else rules.skip | got
+        else:
+            rules.extend(got)
     if errors:
         raise PfError(errors)
     for n, r in enumerate(rules):
@@ -396,9 +420,56 @@ def parse_rules(text, fname="stdin", anchor_ok=True):
     return rules
 
 
+def _ifname(p, name):
+    if len(name) >= IFNAMSIZ:
+        p.err("interface name too long")      # if_item: strlcpy into ifname[IFNAMSIZ]
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.]*", name):
+        p.err()
+    return name
+
+
+def _parse_set(p):
+    """`set OPTION ...`: only `set skip on IF | { IF ... } | none` changes what the twin does;
+    other options are accepted and ignored (see README)."""
+    p.take()
+    if p.peek() != "skip":
+        return []
+    p.take()
+    p.expect("on")
+
+    def item():
+        neg = bool(p.accept("!"))
+        name = _ifname(p, p.take())
+        if neg:
+            p.err("skip on ! <interface> is not supported")
+        return [name]
+    names = p.list_or_one(item)
+    if not p.at_end():
+        p.err()
+    return set() if names == ["none"] else set(names)
+
+
+def _consistency(x, fname, line):
+    """parse.y expand_rule + filter_consistent for one expanded rule: its problems."""
+    problems = []
+    if x.icmp_proto and x.proto != x.icmp_proto:
+        problems.append("icmp-type mismatch")
+    if x.proto not in (6, 17) and (x.sport or x.dport):
+        problems.append("port only applies to tcp/udp")
+    if x.proto not in (1, 58) and x.icmp_type is not None:
+        problems.append("icmp-type/code only applies to icmp")
+    if not x.af and x.icmp_type is not None:
+        problems.append("must indicate address family with icmp-type/code")
+    if x.action != "pass" and x.state in ("keep", "modulate", "synproxy"):
+        problems.append("keep state is great, but only for pass rules")
+    return ["%s:%d: %s" % (fname, line, m) for m in problems]
+
+
 def _parse_statement(toks, fname):
     p = _Parser(toks, fname)
     first = p.peek()
+    if first == "set":
+        return _parse_set(p)
     if first in IGNORED_STATEMENTS:
         return []   # accepted, not modelled (see README)
     r = Rule()
@@ -430,10 +501,7 @@ def _parse_statement(toks, fname):
     if p.accept("on"):
         def ifitem():
             neg = bool(p.accept("!"))
-            name = p.take()
-            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.]*", name):
-                p.err()
-            return [(neg, name)]
+            return [(neg, _ifname(p, p.take()))]
         ifaces = p.list_or_one(ifitem)
     af = None
     tok = p.accept("inet", "inet6")
@@ -484,8 +552,8 @@ def _parse_statement(toks, fname):
             r.state = "none"
         elif t == "label":
             tok = p.take()
-            if len(tok) > 63:
-                p.err("rule label too long (max 63 chars)")
+            if len(tok) >= PF_RULE_LABEL_SIZE:
+                p.err("rule label too long (max %d chars)" % (PF_RULE_LABEL_SIZE - 1))
             r.labels.append(tok)
         elif t == "tag":
             r.tag = p.take()
@@ -504,7 +572,14 @@ def _parse_statement(toks, fname):
         elif t == "divert-packet":
             p.err("syntax error")
         elif t in ("icmp-type", "icmp6-type"):
-            r.icmp_type = p.take()
+            if r.icmp_type is not None:
+                p.err("icmp-type cannot be redefined")
+            name = p.take()
+            known = ICMP_TYPES if t == "icmp-type" else ICMP6_TYPES
+            if name not in known and not (name.isdigit() and int(name) <= 255):
+                p.err("unknown %s %s" % (t, name))
+            r.icmp_type = name
+            r.icmp_proto = 1 if t == "icmp-type" else 58
         elif t == "allow-opts":
             pass
         elif t == "ridentifier":
@@ -513,13 +588,11 @@ def _parse_statement(toks, fname):
             p.err()
     if r.action == "block" and r.divert_port:
         pass   # pf accepts it; a block rule never diverts (action == PF_PASS required)
-    # consistency checks (parse.y rule_consistent / filter_consistent)
-    has_ports = any(x is not None for x in sports + dports)
-    if has_ports and any(pr not in (6, 17) for pr in protos):
-        p.err("port only applies to tcp/udp")
-    if r.flags and getattr(r, "_flags_any", False) is False and any(pr not in (None, 6) for pr in protos):
+    # parse.y pfrule: flags on a rule with protocols but no tcp among them
+    if r.flags and getattr(r, "_flags_any", False) is False and None not in protos and 6 not in protos:
         p.err("flags only apply to tcp")
     out = []
+    problems = []
     for neg_if, ifn in ifaces:
         for pr in protos:
             for s in srcs:
@@ -545,10 +618,18 @@ def _parse_statement(toks, fname):
                             x.af = fam
                             if getattr(x, "_flags_any", False):
                                 x.flags = None
+                            if x.proto not in (None, 6):
+                                x.flags = None     # expand_rule: flags only on tcp
                             x.finish()
-                            out.append(x)
+                            bad = _consistency(x, p.fname, p.line)
+                            if bad:
+                                problems += bad + ["%s:%d: skipping rule due to errors" % (p.fname, p.line)]
+                            else:
+                                out.append(x)
     if not out:
-        p.err("rule expands to no valid combination")
+        problems.append("%s:%d: rule expands to no valid combination" % (p.fname, p.line))
+    if problems:
+        raise PfError(problems)
     return out
 
 

@@ -7,6 +7,8 @@ kernel closes a socket when its last descriptor goes away.
 Message kinds on divert connections (first byte):
   J  JSON request/reply     P  packet to the consumer: 2-byte port (rule nr) + 4-byte addr + IP packet
   S  packet from the consumer (sendto): 2-byte port + 4-byte addr + IP packet
+  R  the consumer read one packet (recvfrom): 4-byte length of the packet read; the kernel
+     frees that much of the socket's receive buffer
 """
 import hashlib
 import json

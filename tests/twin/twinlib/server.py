@@ -63,6 +63,7 @@ class Server:
         self.reaper = Reaper()
         self.boot_lock = threading.Lock()
         self.booted = threading.Event()
+        self.flows_kept = {}
 
     # ------------------------------------------------------------------ boot
     def ns_pids(self):
@@ -137,11 +138,7 @@ class Server:
     def reboot(self):
         with self.boot_lock:
             k = self.k
-            with k.lock:
-                # shutdown: rules go with the kernel's memory; withdraw them first so the
-                # report does not count the shutdown itself as an I2 violation
-                k.pf_main, k.pf_anchors, k.pf_states = [], {}, {}
-                k.ipfw_rules, k.ipfw_disabled = [], set()
+            k.shutdown_rules()
             self.kill_all()
             with k.lock:
                 k.reset_state(full=False)
@@ -211,11 +208,12 @@ class Server:
         if op == "report":
             return k.report()
         if op == "traffic_start":
-            k.traffic_start(float(req.get("rate", 20)))
+            k.traffic_start(float(req.get("rate", 20)), float(req.get("long_share", 0.1)), req.get("crash_after"))
             return {"ok": True}
         if op == "traffic_stop":
-            k.traffic_stop()
-            return {"ok": True}
+            problem = k.traffic_problem()
+            err = k.traffic_stop() or problem
+            return {"ok": not err, "traffic_error": err}
         if op == "expect":
             with k.lock:
                 k.expect[int(req["port"])] = int(req["sockets"])
@@ -236,32 +234,43 @@ class Server:
         if op == "flow":
             # a deterministic flow for tests: n packets through the packet path
             with k.lock:
-                f = k.new_flow(None, dict(req["flow"], left=int(req.get("packets", 1))))
-                verdicts = []
-                while f["left"] > 0:
-                    verdicts.append(k.flow_packet(f))
-                if req.get("end", False):
-                    k.end_flow(f)
-                else:
-                    k.flows_kept = getattr(k, "flows_kept", {})
-                    k.flows_kept[req.get("name", str(id(f)))] = f
-                return {"verdicts": verdicts, "sock": f.get("sock")}
+                return self._flow(req["flow"], int(req.get("packets", 1)), req.get("name"), req.get("end", False))
+        if op == "flows":
+            # several deterministic flows in one request: flow i has source port sport + i
+            with k.lock:
+                base = dict(req["flow"])
+                out = []
+                for i in range(int(req["count"])):
+                    spec = dict(base, sport=int(base.get("sport", 20000)) + i)
+                    name = "%s%d" % (req["name"], i) if req.get("name") else None
+                    out.append(self._flow(spec, int(req.get("packets", 1)), name, req.get("end", False)))
+                return {"flows": out}
         if op == "flow_more":
             with k.lock:
-                f = k.flows_kept[req["name"]]
+                f = self.flows_kept[req["name"]]
                 f["left"] = int(req.get("packets", 1))
                 verdicts = []
                 while f["left"] > 0:
                     verdicts.append(k.flow_packet(f))
                 if req.get("end"):
                     k.end_flow(f)
-                    del k.flows_kept[req["name"]]
-                return {"verdicts": verdicts, "sock": f.get("sock")}
+                    del self.flows_kept[req["name"]]
+                return self._flow_reply(f, verdicts)
         if op == "drain":
-            # wait until consumers have reinjected every diverted packet (or timeout)
+            # wait until consumers have reinjected what is in flight; the rest is swallowed
+            return k.drain(float(req.get("timeout", 10)))
+        if op == "traffic_wait":
+            # wait until the generator thread ends by itself (tests of a generator that fails)
+            t = k.traffic_thread
+            if t is not None:
+                t.join(float(req.get("timeout", 10)))
+            return {"alive": bool(t is not None and t.is_alive())}
+        if op == "wait_counter":
+            # wait for an event of the packet path: a counter reaching a value (or timeout)
+            name, least = req["counter"], int(req["at_least"])
             with k.lock:
-                ok = k.cond.wait_for(lambda: not k.inflight, float(req.get("timeout", 10)))
-                return {"ok": ok, "inflight": len(k.inflight)}
+                ok = k.cond.wait_for(lambda: k.counters[name] >= least, float(req.get("timeout", 10)))
+                return {"ok": ok, "value": k.counters[name]}
         if op == "wait_sockets":
             port, n = int(req["port"]), int(req["count"])
             with k.lock:
@@ -276,15 +285,33 @@ class Server:
                 return {"modules": sorted(k.modules), "pf_enabled": k.pf_enabled,
                         "anchors": sorted(k.pf_anchors), "live_ports": sorted(k.live_ports()),
                         "groups": {str(p): k._group_size(p) for p in k.groups},
-                        "states": len(k.pf_states), "pf_counter": k.pf_counter, "pf_since": k.pf_since}
+                        "slots": {str(p): [m.id for m in g.members] for p, g in k.groups.items()},
+                        "states": len(k.pf_states), "pf_counter": k.pf_counter, "pf_since": k.pf_since,
+                        "pf_skip": sorted(k.pf_skip)}
         if op == "shutdown":
             k.traffic_stop()
-            with k.lock:
-                k.pf_main, k.pf_anchors, k.ipfw_rules = [], {}, []
+            k.shutdown_rules()
             self.kill_all()
             threading.Timer(0, lambda: os._exit(0)).start()
             return {"ok": True}
         raise ValueError("unknown op %r" % op)
+
+    def _flow(self, spec, packets, name, end):
+        k = self.k
+        f = k.new_flow(None, dict(spec, left=packets))
+        verdicts = []
+        while f["left"] > 0:
+            verdicts.append(k.flow_packet(f))
+        if end:
+            k.end_flow(f)
+        else:
+            self.flows_kept[name or str(f["uid"])] = f
+        return self._flow_reply(f, verdicts)
+
+    @staticmethod
+    def _flow_reply(f, verdicts):
+        return {"verdicts": verdicts, "sock": f.get("sock"), "slot": f.get("slot"), "port": f.get("port"),
+                "counter": f.get("counter"), "uid": f.get("uid")}
 
     # ------------------------------------------------------------------ divert sockets
     def divert_conn(self, c, req):
@@ -298,7 +325,7 @@ class Server:
             c.send(b"J" + json.dumps({"errno": errno.EPERM}).encode())   # PRIV_NETINET_DIVERT
             c.close()
             return
-        s = DSock(c, req.get("pid", 0), req.get("fd", 3), req.get("comm", "?"), req.get("service"))
+        s = DSock(c, req.get("pid", 0), req.get("fd", 3), req.get("comm", "?"), req.get("service"), req.get("ino"))
         with k.lock:
             k.socks[s.id] = s
         c.send(b"J" + json.dumps({"ok": True, "id": s.id}).encode())
@@ -315,6 +342,9 @@ class Server:
             if kind == b"S":
                 rule_nr = struct.unpack("!H", data[1:3])[0]
                 k.reinject(s, rule_nr, data[7:])
+                continue
+            if kind == b"R":
+                k.consumed(s, struct.unpack("!I", data[1:5])[0])
                 continue
             msg = json.loads(data[1:])
             op = msg.get("op")

@@ -9,9 +9,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
 import json
 import os
 import re
+import struct
 
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import FreeBSDHost
 
@@ -73,6 +75,24 @@ def sockstat_json(rows):
     return json.dumps({"__version": "1", "sockstat": {"socket": sockets}})
 
 
+def pcblist_dump(ports, xso_len=48):
+    """A net.inet.divert.pcblist buffer as `sysctl -x` prints it: xinpgen, one xinpcb per socket
+    (ksize_t xi_len; struct xsocket (starting with its own ksize_t xso_len); struct in_conninfo
+    {u8 inc_flags; u8 inc_len; u16 inc_fibnum; in_endpoints {u16 ie_fport; u16 ie_lport; ...}}),
+    closing xinpgen; host byte order little-endian, ports network order."""
+    xig = struct.pack("<QI4xQQ", 32, len(ports), 7, 9)
+    records = b""
+    for number, port in enumerate(ports):
+        # xso_len, then xso_so: the socket's kernel address, one per socket
+        xso = struct.pack("<QQ", xso_len, 0xfffff80001000000 + 0x100 * number) + b"\0" * (xso_len - 16)
+        inc = struct.pack("<BBH", 0, 0, 0) + struct.pack("!HH", 0, port) + b"\0" * 40
+        body = xso + inc + b"\0" * 64
+        records += struct.pack("<Q", 8 + len(body)) + body
+    data = xig + records + xig
+    return "net.inet.divert.pcblist: Format:S,xinpcb Length:%d Dump:0x%s" % (
+        len(data), binascii.hexlify(data).decode("ascii"))
+
+
 def sockstat_text(rows):
     """Plain `sockstat -4 -P divert` (column widths as display() computes with the defaults)."""
     lines = ["USER     COMMAND    PID   FD  PROTO  LOCAL ADDRESS         FOREIGN ADDRESS      "]
@@ -89,9 +109,10 @@ class FakeFreeBSD:
 
     def __init__(self, sockets=None, libxo=True, pf_enabled=True, anchor_printed="", pf_conf=None,
                  main_rules='anchor "divert_fleet" all\n', ipfw_list="", kld_loaded=True, rc_conf=None,
-                 running=None):
+                 running=None, pcblist=True):
         self.sockets = list(sockets or [])  # (port, pid, command)
         self.libxo = libxo
+        self.pcblist = pcblist  # False: sysctl has no divert pcblist, sockstat is read instead
         self.pf_enabled = pf_enabled
         self.anchor_printed = anchor_printed
         self.main_rules = main_rules
@@ -147,6 +168,10 @@ class FakeFreeBSD:
                     return 1, "", "sockstat: illegal option -- -\nusage: sockstat [-46cLlSsUuvw] [-j jid] [-p ports]\n"
                 return 0, sockstat_json(rows), ""
             return 0, sockstat_text(rows), ""
+        if name == "sysctl" and args == ["-x", "net.inet.divert.pcblist"]:
+            if not self.pcblist:
+                return 1, "", "sysctl: unknown oid 'net.inet.divert.pcblist'\n"
+            return 0, pcblist_dump([port for port, _pid, _command in self.all_sockets()]), ""
         if name == "kill":
             self.signals.append((args[0], int(args[1])))
             return 0, "", ""

@@ -104,7 +104,7 @@ def test_gate_main_loads_when_groups_are_whole(tmp_path):
     fake.log[:] = []
     assert gate_main(["--state", "/var/db/divert_fleet/state.json"], host=host) == 0
     assert fake.anchor_printed == PF_PRINTED
-    assert fake.index("sockstat") < fake.index("pfctl -o none -a divert_fleet -f")
+    assert fake.index("sysctl -x net.inet.divert.pcblist") < fake.index("pfctl -o none -a divert_fleet -f")
 
 
 def test_gate_main_leaves_rules_empty_when_groups_never_whole(tmp_path):

@@ -5,9 +5,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import binascii
 import json
-import struct
 
 import pytest
 
@@ -17,7 +15,8 @@ from ansible_collections.divert.fleet.plugins.module_utils._host_parse import (
     pf_divert_ports, summarise)
 
 from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.host_fakes import (
-    IPFW_PRINTED_SET5, IPFW_WANTED, PF_CHANGED, PF_PRINTED, PF_WANTED, WHOLE, sockstat_json, sockstat_text)
+    IPFW_PRINTED_SET5, IPFW_WANTED, PF_CHANGED, PF_PRINTED, PF_WANTED, WHOLE, pcblist_dump as _pcblist_dump,
+    sockstat_json, sockstat_text)
 
 
 # --- sockets ------------------------------------------------------------------------
@@ -52,24 +51,6 @@ def test_sockstat_text_rows_read_from_the_right():
     assert table[8000]["bound"] == 3 and table[8000]["commands"] == ["divert-ref"]  # COMMAND is cut to 10
     assert table[8200] == {"port": 8200, "bound": 1, "pids": [], "commands": []}
     assert table[8300]["commands"] == ["my daemon"] and table[8300]["pids"] == [77]
-
-
-def _pcblist_dump(ports, xso_len=48):
-    """A net.inet.divert.pcblist buffer as `sysctl -x` prints it: xinpgen, one xinpcb per socket
-    (ksize_t xi_len; struct xsocket (starting with its own ksize_t xso_len); struct in_conninfo
-    {u8 inc_flags; u8 inc_len; u16 inc_fibnum; in_endpoints {u16 ie_fport; u16 ie_lport; ...}}),
-    closing xinpgen; host byte order little-endian, ports network order."""
-    xig = struct.pack("<QI4xQQ", 32, len(ports), 7, 9)
-    records = b""
-    for number, port in enumerate(ports):
-        # xso_len, then xso_so: the socket's kernel address, one per socket
-        xso = struct.pack("<QQ", xso_len, 0xfffff80001000000 + 0x100 * number) + b"\0" * (xso_len - 16)
-        inc = struct.pack("<BBH", 0, 0, 0) + struct.pack("!HH", 0, port) + b"\0" * 40
-        body = xso + inc + b"\0" * 64
-        records += struct.pack("<Q", 8 + len(body)) + body
-    data = xig + records + xig
-    return "net.inet.divert.pcblist: Format:S,xinpcb Length:%d Dump:0x%s" % (
-        len(data), binascii.hexlify(data).decode("ascii"))
 
 
 def test_pcblist_ports():

@@ -25,7 +25,7 @@ def test_pf_load_order_check_compare_sockets_load_readback(tmp_path):
     result = apply_rules(host, backend, PF_WANTED, GROUPS)
     assert result["changed"] and result["actions"][0] == "loaded 5 rule(s)"
     check = fake.index("pfctl -o none -a divert_fleet -nf")
-    sockets = fake.index("sockstat")
+    sockets = fake.index("sysctl -x net.inet.divert.pcblist")
     load = fake.index("pfctl -o none -a divert_fleet -f")
     assert check < sockets < load
     assert fake.log[load + 1] == "pfctl -a divert_fleet -s rules"  # read back
@@ -39,7 +39,7 @@ def test_pf_no_change_loads_nothing(tmp_path):
     fake.log[:] = []
     result = apply_rules(host, backend, PF_WANTED, GROUPS)
     assert not result["changed"], result
-    assert not fake.commands("pfctl -o none -a divert_fleet -f") and not fake.commands("sockstat")
+    assert not fake.commands("pfctl -o none -a divert_fleet -f") and not fake.commands("sysctl -x net.inet.divert.pcblist")
     assert not fake.commands("pfctl -e") and not fake.commands("pfctl -f")
 
 
@@ -64,7 +64,7 @@ def test_pf_syntax_error_changes_nothing(tmp_path):
     fake.fail["pfctl -o none -a divert_fleet -nf"] = (1, "", "/tmp/x:1: syntax error\n")
     with pytest.raises(HostError, match="syntax check"):
         apply_rules(host, backend, PF_CHANGED, GROUPS)
-    assert not fake.commands("pfctl -o none -a divert_fleet -f") and not fake.commands("sockstat")
+    assert not fake.commands("pfctl -o none -a divert_fleet -f") and not fake.commands("sysctl -x net.inet.divert.pcblist")
 
 
 def test_pf_failed_load_reports_and_keeps_old(tmp_path):
@@ -136,7 +136,7 @@ def test_ipfw_swap_sequence(tmp_path):
     host = fake.host(tmp_path)
     result = apply_rules(host, IpfwBackend(host, 5, 6), IPFW_WANTED, GROUPS)
     assert result["changed"]
-    assert fake.index("ipfw -n -q") < fake.index("sockstat") < fake.index("ipfw -f -q /")
+    assert fake.index("ipfw -n -q") < fake.index("sysctl -x net.inet.divert.pcblist") < fake.index("ipfw -f -q /")
     assert fake.loaded_files[0].splitlines() == [
         "delete set 6", "set disable 6",
         "add 10000 set 6 divert 8000 tcp from any to any in via igb0 ip4",

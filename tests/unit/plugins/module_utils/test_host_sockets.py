@@ -8,25 +8,38 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import GroupTimeout, HostError
-from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import read_divert_sockets, wait_for_groups
+from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import (
+    attribute, read_divert_sockets, wait_for_groups)
 
 from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.host_fakes import GROUPS, WHOLE, FakeFreeBSD
 from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.test_host_parse import _pcblist_dump
 
 
-def test_read_divert_sockets_falls_back_to_plain_sockstat(tmp_path):
-    fake = FakeFreeBSD(sockets=WHOLE, libxo=False)
+def test_read_divert_sockets_counts_from_the_pcblist(tmp_path):
+    fake = FakeFreeBSD(sockets=WHOLE)
+    table, source = read_divert_sockets(fake.host(tmp_path))
+    assert source == "pcblist" and table[8000]["bound"] == 3 and table[8100]["bound"] == 1
+    assert fake.log == ["sysctl -x net.inet.divert.pcblist"]
+
+
+def test_read_divert_sockets_falls_back_to_sockstat_json_then_text(tmp_path):
+    fake = FakeFreeBSD(sockets=WHOLE, pcblist=False)
+    table, source = read_divert_sockets(fake.host(tmp_path))
+    assert source == "sockstat-json" and table[8000]["bound"] == 3
+    fake = FakeFreeBSD(sockets=WHOLE, pcblist=False, libxo=False)
     table, source = read_divert_sockets(fake.host(tmp_path))
     assert source == "sockstat" and table[8000]["bound"] == 3
-    assert fake.log == ["sockstat -4 -P divert --libxo json", "sockstat -4 -P divert"]
+    assert fake.log == ["sysctl -x net.inet.divert.pcblist", "sockstat -4 -P divert --libxo json",
+                        "sockstat -4 -P divert"]
 
 
-def test_read_divert_sockets_falls_back_to_pcblist(tmp_path):
-    fake = FakeFreeBSD()
-    fake.fail["sockstat"] = (1, "", "sockstat: Unable to contact Casper")
+def test_attribute_names_the_processes_and_keeps_the_kernels_counts(tmp_path):
+    fake = FakeFreeBSD(sockets=WHOLE)
+    host = fake.host(tmp_path)
+    table = attribute(host, read_divert_sockets(host)[0])
+    assert table[8000] == {"port": 8000, "bound": 3, "pids": [4211], "commands": ["divert-reflector"]}
     fake.fail["sysctl -x net.inet.divert.pcblist"] = (0, _pcblist_dump([8000]), "")
-    table, source = read_divert_sockets(fake.host(tmp_path))
-    assert source == "pcblist" and table[8000]["bound"] == 1
+    assert attribute(host, read_divert_sockets(host)[0])[8000]["bound"] == 1
 
 
 def test_read_divert_sockets_all_fail(tmp_path):
@@ -45,7 +58,7 @@ def test_wait_for_groups_polls_until_whole(tmp_path):
         if len(fake.sockets) < 4:
             fake.sockets.append(WHOLE[len(fake.sockets)])
 
-    fake.on["sockstat"] = bind_one_more
+    fake.on["sysctl -x net.inet.divert.pcblist"] = bind_one_more
     table, source, count = wait_for_groups(fake.host(tmp_path), GROUPS, timeout=30)
     assert table[8000]["bound"] == 3 and table[8100]["bound"] == 1 and count >= 3
 

@@ -17,7 +17,9 @@ def test_reads_sockets(monkeypatch, tmp_path):
     result, failed = run_module(divert_sockets, {}, monkeypatch, fake.host(tmp_path))
     assert not failed and not result["changed"]
     assert result["sockets"] == {"8000": {"port": 8000, "bound": 3, "pids": [10], "commands": ["divert-reflector"]}}
-    assert result["source"] == "sockstat-json" and result["incomplete"] == []
+    # counted from the pcblist (one record per socket), attributed from sockstat's rows
+    assert result["source"] == "pcblist" and result["incomplete"] == []
+    assert fake.log == ["sysctl -x net.inet.divert.pcblist", "sockstat -4 -P divert --libxo json"]
 
 
 def test_wait_for_string_keys_from_yaml(monkeypatch, tmp_path):
@@ -41,7 +43,7 @@ def test_check_mode_reports_instead_of_waiting(monkeypatch, tmp_path):
     result, failed = run_module(divert_sockets, {"wait_for": {8000: 3}, "_ansible_check_mode": True}, monkeypatch,
                                 fake.host(tmp_path))
     assert not failed and result["incomplete"] == [{"port": 8000, "expected": 3, "bound": 1}]
-    assert len(fake.commands("sockstat")) == 1
+    assert len(fake.commands("sysctl -x net.inet.divert.pcblist")) == 1
 
 
 def test_bad_wait_for(monkeypatch, tmp_path):
