@@ -27,7 +27,7 @@ The API (stable; the on-host side calls it):
 - `schema_pattern(kind)`: the pattern for JSON Schema (ECMA-262, jsonschema-rs, Python
   `re.search`), which means the same as `re.fullmatch(PATTERNS[kind], ...)` in all three;
 - `INVISIBLE_RE` and `invisible_characters(text)`: the characters a reviewer cannot see or that
-  YAML 1.1 reads as line breaks, for one scan of a file's text;
+  YAML 1.1 reads as line breaks, for one scan of a file's text; `ANY_INVISIBLE_RE` for values;
 - `quote(value)`: a value for a message, JSON-quoted and bounded.
 """
 
@@ -118,6 +118,8 @@ _RC_VALUE_BAD = _class_body(INVISIBLE_RANGES, STATEMENT_ENDERS + SHELL_METACHARA
 
 # A carriage return not followed by a newline is a line break to YAML and invisible in a diff.
 INVISIBLE_RE = re.compile("[%s]|\\r(?!\\n)" % _class_body(_file_ranges()))
+# Any character of INVISIBLE_RANGES (tab, newline and carriage return included): for values.
+ANY_INVISIBLE_RE = re.compile("[%s]" % _INVISIBLE_BODY)
 
 # --- names -------------------------------------------------------------------------------------
 # kind -> the shape, used whole. Lengths are part of the shape where the name has a natural bound.
@@ -309,18 +311,19 @@ def matches(kind, value):
     return _COMPILED[kind].fullmatch(value) is not None
 
 
+# The first character a value may not hold: for free text and rc.conf values their forbidden class,
+# for names every character that could end a statement, a path or a shell word.
+_BAD_CHARACTER = {
+    "rc_value": re.compile("[%s]" % _RC_VALUE_BAD),
+    "text": re.compile("[%s]" % _TEXT_BAD),
+}
+_BAD_IN_NAME = re.compile("[%s]" % _class_body(INVISIBLE_RANGES, STATEMENT_ENDERS + SHELL_METACHARACTERS + "/ "))
+
+
 def _bad_character(kind, value):
     """(index, character) of the first character a value of this kind may not hold, or None."""
-    for index, char in enumerate(value):
-        code = ord(char)
-        if any(low <= code <= high for low, high in INVISIBLE_RANGES):
-            return index, char
-        if kind in ("rc_value", "text"):
-            if not _COMPILED[kind].fullmatch(char):
-                return index, char
-        elif char in STATEMENT_ENDERS or char in SHELL_METACHARACTERS or char in "/ ":
-            return index, char
-    return None
+    found = _BAD_CHARACTER.get(kind, _BAD_IN_NAME).search(value)
+    return (found.start(), found.group()) if found else None
 
 
 def shape_problem(kind, value):
