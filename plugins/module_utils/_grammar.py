@@ -272,12 +272,21 @@ def _kind(kind):
     return kind
 
 
+# Control characters have no name in the Unicode database; these are the ones worth naming.
+_CONTROL_NAMES = {
+    0x00: "NULL", 0x09: "TAB", 0x0A: "NEWLINE", 0x0B: "LINE TABULATION", 0x0C: "FORM FEED",
+    0x0D: "CARRIAGE RETURN", 0x1B: "ESCAPE", 0x7F: "DELETE", 0x85: "NEXT LINE",
+    0x9B: "CONTROL SEQUENCE INTRODUCER",
+}
+
+
 def char_name(char):
     """`U+2028 LINE SEPARATOR`: a character as a message names it."""
-    name = unicodedata.name(char, "")
-    if not name and ord(char) < 0x20:
-        name = {"\t": "TAB", "\n": "NEWLINE", "\r": "CARRIAGE RETURN"}.get(char, "CONTROL CHARACTER")
-    return "U+%04X%s" % (ord(char), " " + name if name else "")
+    code = ord(char)
+    name = unicodedata.name(char, "") or _CONTROL_NAMES.get(code, "")
+    if not name and any(low <= code <= high for low, high in CONTROL_RANGES):
+        name = "CONTROL CHARACTER"
+    return "U+%04X%s" % (code, " " + name if name else "")
 
 
 def _show(char):
@@ -296,6 +305,8 @@ def quote(value, limit=QUOTE_MAX):
         if value.bit_length() > 200:  # str() of a huge int is slow, and refused past 4300 digits
             return "a number of about %d digits" % int(value.bit_length() * 0.30103 + 1)
         return str(value)
+    if isinstance(value, float):
+        return repr(value)
     if not isinstance(value, str):
         return "a %s" % type(value).__name__
     if len(value) <= limit:

@@ -53,6 +53,10 @@ from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import (
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIAS_EXPANSION = 100000
+# At most this many values, estimated before YAML builds its nodes (each costs it about a kilobyte):
+# every value but the first of a flow collection follows a comma, every block value a line break,
+# every mapping value a colon. A fleet of 10,000 hosts like the benchmark's estimates about 160,000.
+MAX_VALUES = 200000
 # A number longer than this is not read (int() of thousands of digits is slow, and refused past
 # 4300): no number of a spec needs more than 5 digits.
 MAX_NUMBER_CHARACTERS = 32
@@ -346,14 +350,9 @@ class _Walker:
                 own.append((key_node, value_node))
         # YAML merge keys: the mapping's own keys win, then each source in the order given (a source's
         # own keys before those it merges itself). Duplicates are looked for within each mapping.
-        for index, pairs in enumerate([own] + self.merge_sources(merges, path, depth)):
+        for pairs in [own] + self.merge_sources(merges, path, depth):
             first_nodes = {}
             for key_node, value_node in pairs:
-                if index:
-                    self.budget -= 1
-                    if self.budget < 0:
-                        self.abort(key_node, path, "merge keys expand to more than %d entries; a fleet spec does "
-                                                   "not need this many" % MAX_ALIAS_EXPANSION)
                 key = self.key(key_node, path)
                 key_path = path + (key,)
                 if key in first_nodes:
@@ -366,20 +365,26 @@ class _Walker:
                 result[key] = self.walk(value_node, key_path, depth + 1)
         return result
 
-    def merge_sources(self, merges, path, depth):
+    def merge_sources(self, merges, path, depth, within=()):
         """The own (key, value) pairs of every mapping merged in, in precedence order: each source,
-        then the sources it merges itself."""
+        then the sources it merges itself. `within`: the ids of the sources being merged, to refuse a
+        mapping that merges itself; every source counts against the alias budget."""
         out = []
         for value_node in merges:
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for source in sources:
                 if not isinstance(source, yaml.MappingNode):
                     self.abort(source, path, "a merge key (<<) takes a mapping or a list of mappings")
-                if depth > MAX_DEPTH:
-                    self.abort(source, path, "merge keys nest deeper than %d levels; is a mapping merging "
-                                             "itself?" % MAX_DEPTH)
+                if id(source) in within or depth > MAX_DEPTH:
+                    self.abort(source, path, "a mapping merges itself (<<: with an alias to itself or to a mapping "
+                                             "that merges it); merge other mappings only")
+                self.budget -= 1 + len(source.value)
+                if self.budget < 0:
+                    self.abort(source, path, "merge keys expand to more than %d entries; a fleet spec does not "
+                                             "need this many" % MAX_ALIAS_EXPANSION)
                 out.append([(k, v) for k, v in source.value if k.tag != _MERGE])
-                out.extend(self.merge_sources([v for k, v in source.value if k.tag == _MERGE], path, depth + 1))
+                out.extend(self.merge_sources([v for k, v in source.value if k.tag == _MERGE], path, depth + 1,
+                                              within + (id(source),)))
         return out
 
 
@@ -419,6 +424,13 @@ def load_text(text, file="<spec>"):
         if invisible:
             # Positions after such a character differ between YAML and an editor: nothing else is read.
             doc.diagnostics.extend(invisible)
+            return doc
+        values = text.count(",") + text.count("\n") + text.count(":")
+        if values > MAX_VALUES:
+            doc.diagnostics.append(Diagnostic(
+                "yaml-syntax", "the file holds about %d values (commas, colons and lines), more than the %d a spec "
+                               "of 10,000 hosts needs; split the fleet into several specs - or is this the right "
+                               "file?" % (values, MAX_VALUES), file=file, line=1, column=1))
             return doc
         if not text.strip():
             doc.diagnostics.append(Diagnostic(

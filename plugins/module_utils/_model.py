@@ -83,9 +83,9 @@ class Rule:
         self.family = fields.get("family", RULE_DEFAULTS["family"])
         protocol = fields.get("protocol", RULE_DEFAULTS["protocol"])
         if isinstance(protocol, list):
-            self.protocols = tuple(p for p in protocol if isinstance(p, str)) or ("any",)
+            self.protocols = tuple(p for p in protocol if isinstance(p, str))
         else:
-            self.protocols = (protocol,) if isinstance(protocol, str) else ("any",)
+            self.protocols = (protocol,) if isinstance(protocol, str) else ()
         self.sources = _addresses(fields.get("from", "any"))
         self.destinations = _addresses(fields.get("to", "any"))
         self.from_ports = tuple(_list(fields.get("from_ports")))
