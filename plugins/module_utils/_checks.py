@@ -322,7 +322,7 @@ def ports_need_proto(doc, fleet):
                     yield doc.diagnostic(
                         "ports-need-proto", rule.path + (key,),
                         "rule %s matches %s with protocol %s; ports exist only for tcp and udp - set protocol: tcp, "
-                        "udp or [tcp, udp]" % (_quote(rule.name), key, ", ".join(rule.protocols)))
+                        "udp or [tcp, udp]" % (_quote(rule.name), key, ", ".join(_quote(p) for p in rule.protocols)))
 
 
 def ipfw_rule_range(doc, fleet):

@@ -281,8 +281,8 @@ def _message(error):
         return "%s needs at least %d entry" % (what, error.validator_value) if kind == "minProperties" else \
             "too many entries; at most %d" % error.validator_value
     if kind in ("maxLength", "minLength"):
-        return "the text %s is %d characters; %s %d" % (_describe(value),
-            len(value), "at most" if kind == "maxLength" else "at least", error.validator_value)
+        return "the text %s is %d characters; %s %d" % (
+            _describe(value), len(value), "at most" if kind == "maxLength" else "at least", error.validator_value)
     if kind in ("anyOf", "oneOf"):
         branches = error.validator_value
         if all(isinstance(b, dict) and list(b) == ["required"] for b in branches):

@@ -16,7 +16,6 @@ CORPUS = os.path.join(HERE, "hostile", "cases.json")
 with open(CORPUS) as _handle:
     TABLE = json.load(_handle)
 CASES = TABLE["cases"]
-BASE = "\n".join(next(c for c in CASES if c["name"] == "rc-var-key-newline")["lines"])
 
 
 def _base(old, new):

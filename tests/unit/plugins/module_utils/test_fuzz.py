@@ -178,7 +178,7 @@ NUMBER_FORMS = st.one_of(
     st.tuples(st.integers(1, 59), st.integers(0, 59)).map(lambda t: "%d:%02d" % t),   # base 60
     st.integers(1, 65535).map(lambda n: "0x%x" % n),
     st.integers(1, 65535).map(lambda n: "0%o" % n),
-    st.integers(1, 65535).map(lambda n: "0b{0:b}".format(n)),
+    st.integers(1, 65535).map("0b{0:b}".format),
     st.integers(1000, 65535).map(lambda n: "%d_%03d" % divmod(n, 1000)),
     st.integers(1, 65535).map(lambda n: "%d.0" % n),
     st.integers(1, 6).map(lambda n: "%d.0e+%d" % (n, n)),

@@ -77,7 +77,7 @@ def test_special_files_exit_2_without_opening_them_for_reading(case, tmp_path):
         child = subprocess.run(
             [sys.executable, "-c", "import sys; from ansible_collections.divert.fleet.plugins.module_utils._cli "
                                    "import main; sys.exit(main(sys.argv[1:]))"] + command,
-            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, check=False)
         err = child.stderr.decode()
         assert child.returncode == 2, err
         assert "not a regular file" in err and path in err and "Traceback" not in err
@@ -116,7 +116,7 @@ def _measured(path):
         "sys.stderr.write('\\nUSAGE %f %d\\n' % (usage.ru_utime + usage.ru_stime, usage.ru_maxrss))\n"
         "sys.exit(code)\n")
     child = subprocess.run([sys.executable, "-c", program, path], env=subprocess_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
     seconds, peak = child.stderr.decode().rsplit("USAGE ", 1)[1].split()
     return child.returncode, float(seconds), int(peak), len(child.stdout)
 

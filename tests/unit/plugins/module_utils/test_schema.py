@@ -39,12 +39,10 @@ def _patterns(node, where=""):
             if key == "pattern":
                 yield where, sub
             else:
-                for found in _patterns(sub, "%s/%s" % (where, key)):
-                    yield found
+                yield from _patterns(sub, "%s/%s" % (where, key))
     elif isinstance(node, list):
         for index, sub in enumerate(node):
-            for found in _patterns(sub, "%s/%d" % (where, index)):
-                yield found
+            yield from _patterns(sub, "%s/%d" % (where, index))
 
 
 def test_every_schema_pattern_is_a_grammar_pattern():
