@@ -73,6 +73,7 @@ GENERATORS = {
     "invisible-flood": lambda: "\u2028" * 1000000,
     "long-port-list": lambda: _base("to_ports: [80]", "to_ports: [%s]" % ", ".join(["80"] * 1000000)),
     "many-bad-values": _many_bad_values,
+    "values-at-the-bound": lambda: _base("to_ports: [80]", "to_ports: [%s]" % ", ".join(["80"] * 199000)),
 }
 
 

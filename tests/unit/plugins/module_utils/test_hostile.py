@@ -113,7 +113,13 @@ def _measured(path):
         "from ansible_collections.divert.fleet.plugins.module_utils._cli import main\n"
         "code = main(['validate', sys.argv[1], '--format', 'json'])\n"
         "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
-        "sys.stderr.write('\\nUSAGE %f %d\\n' % (usage.ru_utime + usage.ru_stime, usage.ru_maxrss))\n"
+        "peak = usage.ru_maxrss\n"
+        "try:\n"  # ru_maxrss also counts the parent's pages at fork time (Linux); VmHWM is this program's
+        "    with open('/proc/self/status') as status:\n"
+        "        peak = [int(l.split()[1]) for l in status if l.startswith('VmHWM:')][0]\n"
+        "except (OSError, IndexError):\n"
+        "    pass\n"
+        "sys.stderr.write('\\nUSAGE %f %d\\n' % (usage.ru_utime + usage.ru_stime, peak))\n"
         "sys.exit(code)\n")
     child = subprocess.run([sys.executable, "-c", program, path], env=subprocess_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)

@@ -113,3 +113,32 @@ def test_both_validators_give_the_grammar_s_verdict(kind, value, allowed):
     fast = jsonschema_rs.Draft202012Validator(_schema.schema()).is_valid(spec)
     full = jsonschema.Draft202012Validator(_schema.schema()).is_valid(copy.deepcopy(spec))
     assert fast == full == allowed, (kind, value)
+
+
+def test_a_spec_the_compiled_validator_refuses_is_never_valid(monkeypatch):
+    """If the explaining library finds nothing where jsonschema-rs refuses (how a final newline once
+    passed every `$` pattern), the verdict still stands, with a diagnostic at the document."""
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    pytest.importorskip("jsonschema")
+
+    class Lenient:
+        def iter_errors(self, _data):
+            return iter(())
+
+    monkeypatch.setitem(_schema._cache, "fast", jsonschema_rs.validator_for({"not": {}}))
+    monkeypatch.setitem(_schema._cache, "full", Lenient())
+    from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_data
+    report = validate_data(base())
+    assert not report.valid()
+    (diag,) = [d for d in report.errors if d.code == "schema"]
+    assert diag.path == "" and "jsonschema-rs refuses it" in diag.message
+
+
+def test_the_explanation_is_bounded(monkeypatch):
+    monkeypatch.setattr(_schema, "MAX_EXPLAINED", 5)
+    spec = base()
+    spec["profiles"]["edge"]["rules"][0]["to_ports"] = [0] * 200
+    from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_data
+    report = validate_data(spec)
+    schema = [d for d in report.errors if d.code == "schema"]
+    assert len(schema) == 6 and "and at least 1 more schema diagnostic like the 5 above" in schema[-1].message
