@@ -55,7 +55,7 @@ MAX_DEPTH = 64
 MAX_ALIAS_EXPANSION = 100000
 # At most this many values, estimated before YAML builds its nodes (each costs it about a kilobyte):
 # every value but the first of a flow collection follows a comma, every block value a line break,
-# every mapping value a colon. A fleet of 10,000 hosts like the benchmark's estimates about 160,000.
+# every mapping value a colon. A fleet of 10,000 hosts like the benchmark's estimates about 195,000.
 MAX_VALUES = 200000
 # A number longer than this is not read (int() of thousands of digits is slow, and refused past
 # 4300): no number of a spec needs more than 5 digits.

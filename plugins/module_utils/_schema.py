@@ -87,10 +87,12 @@ class _Text(str):
 
 
 class _List(list):
-    __slots__ = ()
+    """A list that may hold only the first of its items (see _list_limits); `length` is the list's own,
+    for "the list has N items"."""
+    __slots__ = ("length",)
 
     def __repr__(self):
-        return "a list of %d items" % len(self)
+        return "a list of %d items" % self.length
 
 
 class _Map(dict):
@@ -146,6 +148,7 @@ def _for_explaining(value, memo, key=None):
         out = _Text(value)
     elif isinstance(value, list):
         out = _List()
+        out.length = len(value)
         memo[memo_key] = (value, out)  # before the items: a list may hold itself (data from a caller)
         out.extend(_for_explaining(item, memo) for item in value[:limit])
         return out
@@ -275,7 +278,8 @@ def _message(error):
         return "%s must be %s" % (_describe(value), _describe(error.validator_value))
     if kind in ("minItems", "maxItems"):
         return "the list has %d items; %s %d" % (
-            len(value), "at least" if kind == "minItems" else "at most", error.validator_value)
+            getattr(value, "length", len(value)), "at least" if kind == "minItems" else "at most",
+            error.validator_value)
     if kind in ("minProperties", "maxProperties"):
         what = _description(sub) or "this mapping"
         return "%s needs at least %d entry" % (what, error.validator_value) if kind == "minProperties" else \
