@@ -40,7 +40,7 @@ import re
 import unicodedata
 
 DEFAULT_ANCHOR = "divert_fleet"
-QUOTE_MAX = 60  # characters of a value a message quotes; longer values are cut
+QUOTE_MAX = 100  # characters of a value a message quotes (every valid name fits); longer values are cut
 
 # --- forbidden characters ----------------------------------------------------------------------
 # Code point ranges (inclusive). Kept as numbers so that the Python and the JSON Schema forms of
