@@ -258,9 +258,9 @@ PF_KEYWORDS = frozenset((
     "table", "tag", "tagged", "target", "tbrsize", "timeout", "to", "tos", "ttl", "upperlimit",
     "urpf-failed", "user",
 ))
-# Words the interface position takes specially besides the keywords: ipfw's `via any` means every
-# interface (ipfw2.c fill_iface), and pf's `self` stands for the host's own addresses.
-INTERFACE_WORDS = frozenset(("any", "self"))
+# Words the interface position takes specially besides pf's keywords: ipfw's `via any` means every
+# interface (sbin/ipfw/ipfw2.c, fill_iface); "any" is a pf keyword as well.
+INTERFACE_WORDS = frozenset(("any",))
 
 
 # --- functions ---------------------------------------------------------------------------------
