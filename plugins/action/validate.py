@@ -41,6 +41,7 @@ class ActionModule(ActionBase):
 
         strict = args["strict"]
         result.update(_fleet_spec.diagnostics_result(report))
+        _fleet_spec.warn_if_templated(self, args, task_vars, result)
         result.update(
             changed=False,
             valid=report.valid(strict),

@@ -13,10 +13,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import difflib
+import heapq
 import ipaddress
-import json
 
-from ansible_collections.divert.fleet.plugins.module_utils import _lb, _render
+from ansible_collections.divert.fleet.plugins.module_utils import _grammar, _lb, _render
 from ansible_collections.divert.fleet.plugins.module_utils._model import _is_int, _consumer_refs, _list, _dict
 
 OPNSENSE_RESERVED = {8000: "Suricata's IPS divert mode", 8668: "natd"}
@@ -26,13 +26,24 @@ IPFW_RESERVED_SET = 31  # `ipfw flush` spares set 31: it holds rules that must s
 PORT_PROTOCOLS = ("tcp", "udp")
 
 
+_quote = _grammar.quote
+LISTED_NAMES = 10  # names a message lists ("defined consumers: ...")
+SUGGESTED_FROM = 200  # a "did you mean" is looked for among at most this many names
+
+
 def _names(names):
-    return ", ".join(json.dumps(n) for n in sorted(names)) or "none"
+    """The first names in sorted order, and how many there are when not all are listed."""
+    names = list(names)
+    first = heapq.nsmallest(LISTED_NAMES, names, key=str)
+    text = ", ".join(_quote(n) for n in first) or "none"
+    return text + (" (%d in all)" % len(names) if len(names) > len(first) else "")
 
 
 def _suggest(name, candidates):
-    close = difflib.get_close_matches(str(name), list(candidates), n=1)
-    return " (did you mean %s?)" % json.dumps(close[0]) if close else ""
+    if not isinstance(name, str) or len(name) > _grammar.QUOTE_MAX or len(candidates) > SUGGESTED_FROM:
+        return ""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return " (did you mean %s?)" % _quote(close[0]) if close else ""
 
 
 def _rule_ports_path(rule):
@@ -42,12 +53,14 @@ def _rule_ports_path(rule):
 # --- errors -----------------------------------------------------------------
 
 def unknown_profile(doc, fleet):
+    defined = None
     for host in fleet.hosts.values():
         if host.profile is not None and host.profile not in fleet.profiles:
+            defined = defined or _names(fleet.profiles)
             yield doc.diagnostic(
                 "unknown-profile", host.path + ("profile",),
                 "host %s takes profile %s, which is not defined; defined profiles: %s%s" % (
-                    json.dumps(host.name), json.dumps(host.profile), _names(fleet.profiles),
+                    _quote(host.name), _quote(host.profile), defined,
                     _suggest(host.profile, fleet.profiles)))
 
 
@@ -55,20 +68,21 @@ def unknown_consumer(doc, fleet):
     data = _dict(doc.data)
     layers = [(_dict(p), ("profiles", n)) for n, p in _dict(data.get("profiles")).items()]
     layers += [(_dict(h), ("hosts", n)) for n, h in _dict(data.get("hosts")).items()]
+    defined = _names(fleet.consumers)
     for fields, base in layers:
         for name, _override, path in _consumer_refs(fields.get("consumers"), base + ("consumers",)):
             if name not in fleet.consumers:
                 yield doc.diagnostic(
                     "unknown-consumer", path,
                     "consumer %s is not defined; defined consumers: %s%s" % (
-                        json.dumps(name), _names(fleet.consumers), _suggest(name, fleet.consumers)))
+                        _quote(name), defined, _suggest(name, fleet.consumers)))
         for index, rule in enumerate(_list(fields.get("rules"))):
             name = _dict(rule).get("consumer")
             if isinstance(name, str) and name not in fleet.consumers:
                 yield doc.diagnostic(
                     "unknown-consumer", base + ("rules", index, "consumer"),
                     "rule %s diverts to consumer %s, which is not defined; defined consumers: %s%s" % (
-                        json.dumps(_dict(rule).get("name")), json.dumps(name), _names(fleet.consumers),
+                        _quote(_dict(rule).get("name")), _quote(name), defined,
                         _suggest(name, fleet.consumers)))
 
 
@@ -84,7 +98,7 @@ def duplicate_rule(doc, fleet):
                     "duplicate-rule", rule.path + ("name",),
                     "host %s has two rules named %s (the first at line %s, column %s); rule names label pf rules "
                     "and must be unique per host - rename one" % (
-                        json.dumps(host.name), json.dumps(rule.name), line, column))
+                        _quote(host.name), _quote(rule.name), line, column))
             else:
                 first[rule.name] = rule.path
 
@@ -99,7 +113,7 @@ def socket_limit(doc, fleet):
                     "socket-limit", group.consumers[-1].path,
                     "port %d on host %s would have %d sockets (%s); a divert port takes at most %d - the "
                     "next bind fails with ENOSPC. Lower the sockets or move a consumer to another port" % (
-                        group.port, json.dumps(host.name), group.size, parts, _lb.MAX_GROUP))
+                        group.port, _quote(host.name), group.size, parts, _lb.MAX_GROUP))
 
 
 def port_unbound(doc, fleet):
@@ -113,12 +127,12 @@ def port_unbound(doc, fleet):
             if isinstance(rule.consumer, str) and rule.consumer in fleet.consumers and rule.consumer not in running:
                 message = ("rule %s diverts to consumer %s (port %d), which host %s does not run; add %s to the "
                            "host's consumers, or every packet the rule matches is dropped" % (
-                               json.dumps(rule.name), json.dumps(rule.consumer), rule.target_port,
-                               json.dumps(host.name), json.dumps(rule.consumer)))
+                               _quote(rule.name), _quote(rule.consumer), rule.target_port,
+                               _quote(host.name), _quote(rule.consumer)))
             else:
                 message = ("rule %s diverts to port %d, which no consumer on host %s binds (bound ports: %s); "
                            "every packet it matches would be dropped" % (
-                               json.dumps(rule.name), rule.target_port, json.dumps(host.name),
+                               _quote(rule.name), rule.target_port, _quote(host.name),
                                ", ".join(str(p) for p in sorted(bound)) or "none"))
             yield doc.diagnostic("port-unbound", _rule_ports_path(rule), message)
 
@@ -134,7 +148,7 @@ def port_mismatch(doc, fleet):
                 yield doc.diagnostic(
                     "port-mismatch", rule.path + ("port",),
                     "rule %s gives port %d but its consumer %s binds port %d; give port %d, or drop `port` and "
-                    "let the consumer decide" % (json.dumps(rule.name), rule.port, json.dumps(rule.consumer),
+                    "let the consumer decide" % (_quote(rule.name), rule.port, _quote(rule.consumer),
                                                  port, port))
 
 
@@ -151,7 +165,7 @@ def lb_required(doc, fleet):
                         "lb-required", consumer.path,
                         "consumer %s on host %s has lb: false, but port %d has %d sockets; sockets sharing a port "
                         "must all set SO_REUSEPORT_LB (lb: true), or the consumer must be alone with one socket" % (
-                            json.dumps(consumer.name), json.dumps(host.name), group.port, group.size))
+                            _quote(consumer.name), _quote(host.name), group.port, group.size))
 
 
 def pf_inet6(doc, fleet):
@@ -169,7 +183,7 @@ def pf_inet6(doc, fleet):
                     "rule %s on pf host %s diverts IPv6: the seed kernel's pf (freebsd-src 895a0ae67f) diverts it, "
                     "but an older pf with a separate pf_test6 passes it uninspected (\"divert(9) is not supported "
                     "for IPv6\"); make sure host %s runs a kernel with the change, or use ipfw for IPv6" % (
-                        json.dumps(rule.name), json.dumps(host.name), json.dumps(host.name)))
+                        _quote(rule.name), _quote(host.name), _quote(host.name)))
 
 
 def label_length(doc, fleet):
@@ -186,9 +200,100 @@ def label_length(doc, fleet):
                     "label-length", rule.path + ("name",),
                     "rule %s on pf host %s gets the label %s, %d characters; pfctl refuses labels over %d "
                     "(\"rule label too long\") - shorten the rule name to at most %d characters or the anchor %s" % (
-                        json.dumps(rule.name), json.dumps(host.name), json.dumps(label), len(label),
+                        _quote(rule.name), _quote(host.name), _quote(label), len(label),
                         _render.PF_LABEL_MAX, max(0, _render.PF_LABEL_MAX - len(host.anchor) - 1),
-                        json.dumps(host.anchor)))
+                        _quote(host.anchor)))
+
+
+def _consumer_definitions(fleet):
+    """(name, definition, path) of every consumer the spec defines."""
+    for name, (definition, path) in fleet.consumers.items():
+        yield name, definition, path
+
+
+def reserved_service(doc, fleet):
+    # The consumer role sets SERVICE_enable and the consumer's rc_vars, may install
+    # /usr/local/etc/rc.d/SERVICE (reference: true), and restarts the service whenever its
+    # configuration changes: a base-system service restarted that way cuts filtering, routing or
+    # access (_grammar.RESERVED_SERVICES says why for each).
+    for name, definition, path in _consumer_definitions(fleet):
+        service = definition.get("service")
+        if not _grammar.matches("service", service):
+            continue  # the schema reports a malformed name
+        why = _grammar.reserved("service", service)
+        if why:
+            yield doc.diagnostic(
+                "reserved-service", path + ("service",),
+                "consumer %s runs service %s, which divert.fleet must not configure or restart: %s; give the "
+                "consumer a service of its own (the name of its rc.d script)" % (_quote(name), _quote(service), why))
+
+
+def shared_service(doc, fleet):
+    # One service is one rc.d script, one set of SERVICE_* variables and one process to restart: two
+    # consumers on it overwrite each other's configuration, and restarting one restarts the other.
+    for host in fleet.hosts.values():
+        first = {}
+        for consumer in host.consumers:
+            service = consumer.service
+            if not isinstance(service, str):
+                continue
+            if service not in first:
+                first[service] = consumer
+                continue
+            line, column = doc.position(first[service].path)
+            yield doc.diagnostic(
+                "shared-service", consumer.path,
+                "consumers %s and %s (line %s, column %s) both run service %s on host %s; each consumer needs a "
+                "service of its own, or their rc.conf variables and restarts are shared" % (
+                    _quote(consumer.name), _quote(first[service].name), line, column, _quote(service),
+                    _quote(host.name)))
+
+
+def reserved_rc_var(doc, fleet):
+    # rc.conf is global on FreeBSD: a consumer's variable can switch off pf or ipfw, forwarding, the
+    # boot gate or divert.fleet's own loading of ipdivert.ko (kld_list).
+    for name, definition, path in _consumer_definitions(fleet):
+        service = definition.get("service")
+        own = service if _grammar.matches("service", service) else None
+        for var in _dict(definition.get("rc_vars")):
+            if not _grammar.matches("rc_var", var):
+                continue  # the schema reports a malformed name
+            why = _grammar.reserved("rc_var", var, service=own)
+            if why:
+                yield doc.diagnostic(
+                    "reserved-rc-var", path + ("rc_vars", var),
+                    "consumer %s sets rc.conf variable %s, which it may not: %s; set only the variables of its own "
+                    "service%s" % (_quote(name), _quote(var), why, " (%s_*)" % own if own else ""), key=True)
+
+
+def unsafe_rc_value(doc, fleet):
+    # rc.subr evals `${name}_flags` (and other variables) unquoted when the service starts, as root:
+    # `&`, `;`, `|`, `$(...)` or a backquote in a value runs a command; sysrc writes the value between
+    # double quotes, which a `"` or `\` ends.
+    for name, definition, path in _consumer_definitions(fleet):
+        for var, value in _dict(definition.get("rc_vars")).items():
+            if not isinstance(value, str):
+                continue  # the schema reports a value that is not text
+            found = _grammar.rc_value_problem(value)
+            if found:
+                yield doc.diagnostic(
+                    "unsafe-rc-value", path + ("rc_vars", var),
+                    "consumer %s: %s; rc.subr runs such values through the shell as root when the service starts "
+                    "- write the value without it" % (_quote(name), found))
+
+
+def interface_keyword(doc, fleet):
+    # pfctl's lexer turns these words into keywords (sbin/pfctl/parse.y, lookup()): `on to` does not
+    # name an interface called "to". ipfw reads `via any` as every interface.
+    for rule in _distinct_rules(fleet):
+        if not _grammar.matches("interface", rule.interface):
+            continue
+        why = _grammar.reserved("interface", rule.interface)
+        if why:
+            yield doc.diagnostic(
+                "interface-keyword", rule.path + ("interface",),
+                "rule %s names interface %s: %s; name the interface as ifconfig shows it (e.g. igb0), or leave "
+                "`interface` out for all interfaces" % (_quote(rule.name), _quote(rule.interface), why))
 
 
 def stateless_lb(doc, fleet):
@@ -204,7 +309,7 @@ def stateless_lb(doc, fleet):
                     "rule %s has state: none but diverts to port %d, a group of %d sockets on host %s; without a "
                     "state pf passes id 0 and every packet reaches one socket, slot %d - use state: keep, or a "
                     "single-socket consumer" % (
-                        json.dumps(rule.name), group.port, group.size, json.dumps(host.name),
+                        _quote(rule.name), group.port, group.size, _quote(host.name),
                         _lb.stateless_slot(group.size)))
 
 
@@ -217,7 +322,7 @@ def ports_need_proto(doc, fleet):
                     yield doc.diagnostic(
                         "ports-need-proto", rule.path + (key,),
                         "rule %s matches %s with protocol %s; ports exist only for tcp and udp - set protocol: tcp, "
-                        "udp or [tcp, udp]" % (json.dumps(rule.name), key, ", ".join(rule.protocols)))
+                        "udp or [tcp, udp]" % (_quote(rule.name), key, ", ".join(_quote(p) for p in rule.protocols)))
 
 
 def ipfw_rule_range(doc, fleet):
@@ -233,13 +338,13 @@ def ipfw_rule_range(doc, fleet):
             yield doc.diagnostic(
                 "ipfw-rule-range", path,
                 "host %s uses set %d as both set and spare_set; the spare set must differ so new rules load "
-                "beside the live ones and `ipfw set swap` exchanges them" % (json.dumps(host.name), live))
+                "beside the live ones and `ipfw set swap` exchanges them" % (_quote(host.name), live))
         for key, value in (("set", live), ("spare_set", spare)):
             if value == IPFW_RESERVED_SET:
                 yield doc.diagnostic(
                     "ipfw-rule-range", path,
                     "host %s uses set 31 as %s; ipfw's flush spares set 31, so rules there cannot be replaced "
-                    "cleanly - pick a set from 0..30" % (json.dumps(host.name), key))
+                    "cleanly - pick a set from 0..30" % (_quote(host.name), key))
         if _is_int(base) and _is_int(step):
             lines = sum(_ipfw_lines(rule) for rule in host.rules)
             last = base + step * (lines - 1) if lines else base
@@ -247,7 +352,7 @@ def ipfw_rule_range(doc, fleet):
                 yield doc.diagnostic(
                     "ipfw-rule-range", path,
                     "host %s needs %d ipfw rules numbered from %d by %d, up to %d; ipfw numbers end at %d - lower "
-                    "rule_base or rule_step" % (json.dumps(host.name), lines, base, step, last, IPFW_MAX_RULE))
+                    "rule_base or rule_step" % (_quote(host.name), lines, base, step, last, IPFW_MAX_RULE))
 
 
 def _ipfw_lines(rule):
@@ -279,27 +384,27 @@ def family_mismatch(doc, fleet):
                     yield doc.diagnostic(
                         "schema", path,
                         "%s is not an IP address or CIDR prefix; write e.g. 10.0.0.0/8, 192.0.2.1 or "
-                        "2001:db8::/32" % json.dumps(address))
+                        "2001:db8::/32" % _quote(address))
                     continue
                 if "/" in address and network.network_address != ipaddress.ip_address(address.split("/")[0]):
                     yield doc.diagnostic(
                         "schema", path,
-                        "%s has host bits set; the prefix is %s" % (json.dumps(address), network.with_prefixlen))
+                        "%s has host bits set; the prefix is %s" % (_quote(address), network.with_prefixlen))
                 wanted = 4 if rule.family == "inet" else 6
                 if rule.family in ("inet", "inet6") and network.version != wanted:
                     yield doc.diagnostic(
                         "family-mismatch", path,
                         "rule %s is family %s but %s is an IPv%d address; use family: %s or an IPv%d address" % (
-                            json.dumps(rule.name), rule.family, address, network.version,
+                            _quote(rule.name), rule.family, address, network.version,
                             "inet" if network.version == 4 else "inet6", wanted))
         for key, ports in (("from_ports", rule.from_ports), ("to_ports", rule.to_ports)):
             for index, port in enumerate(ports):
-                if isinstance(port, str) and ":" in port:
+                if _grammar.matches("port_range", port):  # anything else is the schema's to report
                     low, high = (int(part) for part in port.split(":"))
                     if not (1 <= low <= high <= 65535):
                         yield doc.diagnostic(
                             "schema", rule.path + (key, index),
-                            "port range %s must be lo:hi with 1 <= lo <= hi <= 65535" % json.dumps(port))
+                            "port range %s must be lo:hi with 1 <= lo <= hi <= 65535" % _quote(port))
 
 
 def _at(data, path):
@@ -320,7 +425,7 @@ def opnsense_ipfw(doc, fleet):
             yield doc.diagnostic(
                 "opnsense-ipfw", host.field_paths.get("backend", host.path),
                 "host %s is OPNsense with backend ipfw; OPNsense flushes ipfw rules at every reload, so divert rules "
-                "would vanish - use backend: pf" % json.dumps(host.name))
+                "would vanish - use backend: pf" % _quote(host.name))
 
 
 def host_complete(doc, fleet):
@@ -333,7 +438,7 @@ def host_complete(doc, fleet):
             yield doc.diagnostic(
                 "schema", host.path,
                 "host %s has no %s after merging its profile; set %s on the host or on its profile" % (
-                    json.dumps(host.name), " and no ".join(missing), ", ".join(missing)))
+                    _quote(host.name), " and no ".join(missing), ", ".join(missing)))
 
 
 def _has_any_consumer_ref(doc, host):
@@ -354,7 +459,7 @@ def lb_ignored(doc, fleet):
                 yield doc.diagnostic(
                     "lb-ignored", group.consumers[0].path,
                     "port %d on ipfw host %s has %d sockets: %s; use sockets: 1, or pf to spread flows" % (
-                        group.port, json.dumps(host.name), group.size, _lb.explain("ipfw", group.size)))
+                        group.port, _quote(host.name), group.size, _lb.explain("ipfw", group.size)))
 
 
 def port_reserved(doc, fleet):
@@ -369,7 +474,7 @@ def port_reserved(doc, fleet):
                 yield doc.diagnostic(
                     "port-reserved", group.consumers[0].path,
                     "port %d on OPNsense host %s is used by OPNsense itself (%s); if that is not the consumer meant "
-                    "here, pick a port outside 8000, 8100..8355 and 8668" % (group.port, json.dumps(host.name), owner))
+                    "here, pick a port outside 8000, 8100..8355 and 8668" % (group.port, _quote(host.name), owner))
 
 
 def unused_consumer(doc, fleet):
@@ -380,7 +485,7 @@ def unused_consumer(doc, fleet):
                 yield doc.diagnostic(
                     "unused-consumer", consumer.path,
                     "consumer %s runs on host %s but no rule of that host diverts to it (port %s); add a rule or "
-                    "remove it from the host" % (json.dumps(consumer.name), json.dumps(host.name), consumer.port))
+                    "remove it from the host" % (_quote(consumer.name), _quote(host.name), consumer.port))
 
 
 def divert_all(doc, fleet):
@@ -391,10 +496,11 @@ def divert_all(doc, fleet):
                 "divert-all", rule.path,
                 "rule %s diverts every packet of every interface (no protocol, no interface, any to any), "
                 "including the firewall's own management traffic; narrow it with interface, protocol or "
-                "addresses" % json.dumps(rule.name))
+                "addresses" % _quote(rule.name))
 
 
 ERROR_CHECKS = (unknown_profile, unknown_consumer, host_complete, duplicate_rule, socket_limit, port_unbound,
                 port_mismatch, lb_required, stateless_lb, ports_need_proto, ipfw_rule_range,
-                family_mismatch, opnsense_ipfw, label_length)
+                family_mismatch, opnsense_ipfw, label_length, reserved_service, shared_service, reserved_rc_var,
+                unsafe_rc_value, interface_keyword)
 WARNING_CHECKS = (lb_ignored, pf_inet6, port_reserved, unused_consumer, divert_all)

@@ -27,7 +27,7 @@ The API (stable; the on-host side calls it):
 - `schema_pattern(kind)`: the pattern for JSON Schema (ECMA-262, jsonschema-rs, Python
   `re.search`), which means the same as `re.fullmatch(PATTERNS[kind], ...)` in all three;
 - `INVISIBLE_RE` and `invisible_characters(text)`: the characters a reviewer cannot see or that
-  YAML 1.1 reads as line breaks, for one scan of a file's text;
+  YAML 1.1 reads as line breaks, for one scan of a file's text; `ANY_INVISIBLE_RE` for values;
 - `quote(value)`: a value for a message, JSON-quoted and bounded.
 """
 
@@ -40,7 +40,7 @@ import re
 import unicodedata
 
 DEFAULT_ANCHOR = "divert_fleet"
-QUOTE_MAX = 60  # characters of a value a message quotes; longer values are cut
+QUOTE_MAX = 100  # characters of a value a message quotes (every valid name fits); longer values are cut
 
 # --- forbidden characters ----------------------------------------------------------------------
 # Code point ranges (inclusive). Kept as numbers so that the Python and the JSON Schema forms of
@@ -118,6 +118,8 @@ _RC_VALUE_BAD = _class_body(INVISIBLE_RANGES, STATEMENT_ENDERS + SHELL_METACHARA
 
 # A carriage return not followed by a newline is a line break to YAML and invisible in a diff.
 INVISIBLE_RE = re.compile("[%s]|\\r(?!\\n)" % _class_body(_file_ranges()))
+# Any character of INVISIBLE_RANGES (tab, newline and carriage return included): for values.
+ANY_INVISIBLE_RE = re.compile("[%s]" % _INVISIBLE_BODY)
 
 # --- names -------------------------------------------------------------------------------------
 # kind -> the shape, used whole. Lengths are part of the shape where the name has a natural bound.
@@ -256,9 +258,9 @@ PF_KEYWORDS = frozenset((
     "table", "tag", "tagged", "target", "tbrsize", "timeout", "to", "tos", "ttl", "upperlimit",
     "urpf-failed", "user",
 ))
-# Words the interface position takes specially besides the keywords: ipfw's `via any` means every
-# interface (ipfw2.c fill_iface), and pf's `self` stands for the host's own addresses.
-INTERFACE_WORDS = frozenset(("any", "self"))
+# Words the interface position takes specially besides pf's keywords: ipfw's `via any` means every
+# interface (sbin/ipfw/ipfw2.c, fill_iface); "any" is a pf keyword as well.
+INTERFACE_WORDS = frozenset(("any",))
 
 
 # --- functions ---------------------------------------------------------------------------------
@@ -270,12 +272,21 @@ def _kind(kind):
     return kind
 
 
+# Control characters have no name in the Unicode database; these are the ones worth naming.
+_CONTROL_NAMES = {
+    0x00: "NULL", 0x09: "TAB", 0x0A: "NEWLINE", 0x0B: "LINE TABULATION", 0x0C: "FORM FEED",
+    0x0D: "CARRIAGE RETURN", 0x1B: "ESCAPE", 0x7F: "DELETE", 0x85: "NEXT LINE",
+    0x9B: "CONTROL SEQUENCE INTRODUCER",
+}
+
+
 def char_name(char):
     """`U+2028 LINE SEPARATOR`: a character as a message names it."""
-    name = unicodedata.name(char, "")
-    if not name and ord(char) < 0x20:
-        name = {"\t": "TAB", "\n": "NEWLINE", "\r": "CARRIAGE RETURN"}.get(char, "CONTROL CHARACTER")
-    return "U+%04X%s" % (ord(char), " " + name if name else "")
+    code = ord(char)
+    name = unicodedata.name(char, "") or _CONTROL_NAMES.get(code, "")
+    if not name and any(low <= code <= high for low, high in CONTROL_RANGES):
+        name = "CONTROL CHARACTER"
+    return "U+%04X%s" % (code, " " + name if name else "")
 
 
 def _show(char):
@@ -294,6 +305,8 @@ def quote(value, limit=QUOTE_MAX):
         if value.bit_length() > 200:  # str() of a huge int is slow, and refused past 4300 digits
             return "a number of about %d digits" % int(value.bit_length() * 0.30103 + 1)
         return str(value)
+    if isinstance(value, float):
+        return repr(value)
     if not isinstance(value, str):
         return "a %s" % type(value).__name__
     if len(value) <= limit:
@@ -309,18 +322,19 @@ def matches(kind, value):
     return _COMPILED[kind].fullmatch(value) is not None
 
 
+# The first character a value may not hold: for free text and rc.conf values their forbidden class,
+# for names every character that could end a statement, a path or a shell word.
+_BAD_CHARACTER = {
+    "rc_value": re.compile("[%s]" % _RC_VALUE_BAD),
+    "text": re.compile("[%s]" % _TEXT_BAD),
+}
+_BAD_IN_NAME = re.compile("[%s]" % _class_body(INVISIBLE_RANGES, STATEMENT_ENDERS + SHELL_METACHARACTERS + "/ "))
+
+
 def _bad_character(kind, value):
     """(index, character) of the first character a value of this kind may not hold, or None."""
-    for index, char in enumerate(value):
-        code = ord(char)
-        if any(low <= code <= high for low, high in INVISIBLE_RANGES):
-            return index, char
-        if kind in ("rc_value", "text"):
-            if not _COMPILED[kind].fullmatch(char):
-                return index, char
-        elif char in STATEMENT_ENDERS or char in SHELL_METACHARACTERS or char in "/ ":
-            return index, char
-    return None
+    found = _BAD_CHARACTER.get(kind, _BAD_IN_NAME).search(value)
+    return (found.start(), found.group()) if found else None
 
 
 def shape_problem(kind, value):

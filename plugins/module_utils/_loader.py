@@ -10,17 +10,29 @@ walk, which:
   the path of keys and indexes that JSON Pointers are made from;
 - refuses duplicate keys (PyYAML silently keeps the last one);
 - bounds nesting depth and alias expansion, so a "billion laughs" document
-  costs a diagnostic, not the machine's memory.
-Problems become diagnostics; only an unreadable or oversized file raises
-`SpecFileError` (the command line exits 2 for it).
+  costs a diagnostic, not the machine's memory;
+- refuses, before YAML reads anything, the characters a reviewer cannot see
+  (one scan of the text, `_grammar.INVISIBLE_RE`): YAML 1.1 reads U+0085,
+  U+2028, U+2029 and a lone carriage return as line breaks, so a comment in an
+  editor or a diff can hide a line that YAML reads; bidirectional controls
+  reorder what is shown;
+- refuses YAML 1.1 number forms that change a value (base 60: `20:21` is
+  1221), hide it (hexadecimal, octal, binary, `_`) or change its type (8010.0),
+  and numbers too long to read, each with what to write instead.
+Problems become diagnostics; only an unreadable, oversized or non-regular file
+raises `SpecFileError` (the command line exits 2 for it). Nothing here opens a
+FIFO or a device: the file is examined before it is read.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
+import errno
 import math
+import os
+import re
+import stat
 
 try:
     import yaml
@@ -34,11 +46,20 @@ except ImportError:  # pragma: no cover - PyYAML is a requirement
     yaml = None
     _YamlLoader = None
 
-from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import Diagnostic, pointer
+from ansible_collections.divert.fleet.plugins.module_utils import _grammar
+from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import (
+    MAX_PER_CODE, Diagnostic, omitted, pointer)
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIAS_EXPANSION = 100000
+# At most this many values, estimated before YAML builds its nodes (each costs it about a kilobyte):
+# every value but the first of a flow collection follows a comma, every block value a line break,
+# every mapping value a colon. A fleet of 10,000 hosts like the benchmark's estimates about 195,000.
+MAX_VALUES = 200000
+# A number longer than this is not read (int() of thousands of digits is slow, and refused past
+# 4300): no number of a spec needs more than 5 digits.
+MAX_NUMBER_CHARACTERS = 32
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -99,19 +120,92 @@ class Document:
         return Diagnostic(code, message, path=pointer(path), file=self.file, line=line, column=column)
 
 
+_KINDS_OF_FILE = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode):
+    """What a non-regular file is, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in _KINDS_OF_FILE:
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
 def read_spec_bytes(path):
-    """The file's bytes, or SpecFileError with a message that names it."""
+    """The file's bytes, or SpecFileError with a message that names it.
+
+    Only a regular file is read: a FIFO would block the reader until a writer comes (forever, in
+    a pipeline), a device may never end. The file is examined first, then opened without blocking
+    and examined again, so that one swapped in between is refused too."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+        what = _not_regular(os.stat(path).st_mode)
+        if what is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+            try:
+                what = _not_regular(os.fstat(fd).st_mode)
+                if what is None:
+                    with os.fdopen(fd, "rb") as handle:
+                        fd = None
+                        raw = handle.read(MAX_BYTES + 1)
+            finally:
+                if fd is not None:
+                    os.close(fd)
     except (IOError, OSError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
+        if getattr(exc, "errno", None) == errno.EISDIR:
+            reason = "it is a directory"
         raise SpecFileError("%s: cannot read the fleet spec: %s" % (path, reason))
+    if what is not None:
+        raise SpecFileError("%s: cannot read the fleet spec: it is %s, not a regular file; give the path of the "
+                            "spec file itself" % (path, what))
     if len(raw) > MAX_BYTES:
         raise SpecFileError(
             "%s: the file is larger than %d MiB; a fleet spec of even thousands of hosts is far smaller "
             "- is this the right file?" % (path, MAX_BYTES // (1024 * 1024)))
     return raw
+
+
+_LINE_BREAKS = "\r\x85\u2028\u2029"
+
+
+def _invisible_message(char):
+    name = _grammar.char_name(char)
+    code = ord(char)
+    if char in _LINE_BREAKS:
+        what = ("a carriage return that does not end a line" if char == "\r" else name)
+        return ("%s: YAML 1.1 reads it as a line break, but an editor or a diff shows what follows on the same "
+                "line (a comment can hide a line of the spec behind it); remove it" % what)
+    if any(low <= code <= high for low, high in _grammar.BIDI_RANGES):
+        return ("%s: a bidirectional control changes the order in which an editor or a diff shows the text, so "
+                "what a reviewer reads is not what YAML reads; remove it" % name)
+    return "%s: a control character, invisible in an editor or a diff; remove it" % name
+
+
+def _scan_invisible(text, file):
+    """invisible-character diagnostics for text, at most MAX_PER_CODE of them and a count of the rest."""
+    out = []
+    line, line_start, scanned = 1, 0, 0
+    matches = _grammar.INVISIBLE_RE.finditer(text)
+    for match in matches:
+        offset = match.start()
+        line += text.count("\n", scanned, offset)
+        newline = text.rfind("\n", scanned, offset)
+        if newline >= 0:
+            line_start = newline + 1
+        scanned = offset
+        diag = Diagnostic("invisible-character", _invisible_message(match.group()[0]), file=file,
+                          line=line, column=offset - line_start + 1)
+        if len(out) < MAX_PER_CODE:
+            out.append(diag)
+            continue
+        out.append(omitted(diag, 1 + sum(1 for _rest in matches)))
+        break
+    return out
 
 
 def _decode(raw, file):
@@ -143,6 +237,7 @@ class _Walker:
         self.values = doc.values
         self.keys = doc.keys
         self.built = set()
+        self.reported = set()  # ids of key nodes already reported as duplicates
         self.budget = MAX_ALIAS_EXPANSION
 
     def abort(self, node, path, message, code="yaml-syntax"):
@@ -178,51 +273,144 @@ class _Walker:
         tag = node.tag
         if tag == _STR:
             return node.value
-        if tag in (_INT, _BOOL, _NULL, _FLOAT):
-            value = self.loader.yaml_constructors[tag](self.loader, node)
-            if tag == _FLOAT and (math.isnan(value) or math.isinf(value)):
-                return node.value
-            return value
+        if tag in (_INT, _FLOAT):
+            return self.number(node, path)
+        if tag in (_BOOL, _NULL):
+            try:
+                return self.loader.yaml_constructors[tag](self.loader, node)
+            except (KeyError, ValueError, TypeError, AttributeError):
+                self.abort(node, path, "%s is tagged %s but is not one; remove the tag" % (
+                    _grammar.quote(node.value), tag.rsplit(":", 1)[-1]))
         if tag in _AS_TEXT:
             return node.value
         self.abort(node, path, "unsupported YAML tag %s; write the value as plain text" % tag)
 
+    def number(self, node, path):
+        """An int or float node's value; a yaml-number diagnostic for every form that is not plain decimal.
+
+        The value kept is the one YAML 1.1 gives (so the schema does not also complain about it), or the
+        text when it is too long to read."""
+        text = node.value
+        if len(text) > MAX_NUMBER_CHARACTERS:
+            self.number_problem(node, path, "%s is a number of %d characters; no number of a spec has more than 5 "
+                                            "digits (ports end at 65535)" % (_grammar.quote(text), len(text)))
+            return text
+        if node.tag == _INT and _DECIMAL.match(text):
+            return int(text)
+        try:
+            value = self.loader.yaml_constructors[node.tag](self.loader, node)
+        except (ValueError, TypeError, AttributeError):
+            self.number_problem(node, path, "%s is tagged as a number but is not one; remove the tag, or write a "
+                                            "number" % _grammar.quote(text))
+            return text
+        if node.tag == _FLOAT:
+            if math.isnan(value) or math.isinf(value):
+                return text
+            if not value.is_integer():
+                return value  # the schema says a whole number is expected
+            value = int(value)
+            self.number_problem(node, path, "%s is a fractional number to YAML, not a whole one; write %d%s" % (
+                _grammar.quote(text), value, _or_quote(text)))
+            return value
+        self.number_problem(node, path, _int_form_message(text, value))
+        return value
+
+    def number_problem(self, node, path, message):
+        mark = node.start_mark
+        self.doc.diagnostics.append(Diagnostic("yaml-number", message, path=pointer(path), file=self.doc.file,
+                                               line=mark.line + 1, column=mark.column + 1))
+
+    def key(self, key_node, path):
+        """A mapping key as text; keys are never numbers or other types to the spec."""
+        if not isinstance(key_node, yaml.ScalarNode):
+            self.abort(key_node, path, "a mapping key must be plain text, not a %s" % (
+                "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"), code="schema")
+        return key_node.value
+
+    def duplicate(self, key, key_path, key_node, first_node):
+        if id(key_node) in self.reported:
+            return  # an anchored mapping used in several places: its duplicate is reported once
+        self.reported.add(id(key_node))
+        first = first_node.start_mark
+        self.doc.diagnostics.append(Diagnostic(
+            "duplicate-key",
+            "key %s is repeated (first at line %d, column %d); YAML keeps only one - remove or rename one of "
+            "them" % (_grammar.quote(key), first.line + 1, first.column + 1),
+            path=pointer(key_path), file=self.doc.file, line=key_node.start_mark.line + 1,
+            column=key_node.start_mark.column + 1))
+
     def mapping(self, node, path, depth):
         result = {}
-        merged = []
+        merges = []
+        own = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
-                merged.append((key_node, value_node))
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.abort(key_node, path, "a mapping key must be plain text, not a %s" % (
-                    "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"), code="schema")
-            key = key_node.value
-            key_path = path + (key,)
-            key_mark = key_node.start_mark
-            if key in result:
-                first_line, first_column = self.keys[key_path]
-                self.doc.diagnostics.append(Diagnostic(
-                    "duplicate-key",
-                    "key %s is repeated (first at line %d, column %d); YAML keeps only one - remove or rename one "
-                    "of them" % (json.dumps(key), first_line, first_column),
-                    path=pointer(key_path), file=self.doc.file, line=key_mark.line + 1, column=key_mark.column + 1))
-                continue
-            self.keys[key_path] = (key_mark.line + 1, key_mark.column + 1)
-            result[key] = self.walk(value_node, key_path, depth + 1)
-        for key_node, value_node in merged:
+                merges.append(value_node)
+            else:
+                own.append((key_node, value_node))
+        # YAML merge keys: the mapping's own keys win, then each source in the order given (a source's
+        # own keys before those it merges itself). Duplicates are looked for within each mapping.
+        for pairs in [own] + self.merge_sources(merges, path, depth):
+            first_nodes = {}
+            for key_node, value_node in pairs:
+                key = self.key(key_node, path)
+                key_path = path + (key,)
+                if key in first_nodes:
+                    self.duplicate(key, key_path, key_node, first_nodes[key])
+                    continue
+                first_nodes[key] = key_node
+                if key in result:
+                    continue
+                self.keys[key_path] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                result[key] = self.walk(value_node, key_path, depth + 1)
+        return result
+
+    def merge_sources(self, merges, path, depth, within=()):
+        """The own (key, value) pairs of every mapping merged in, in precedence order: each source,
+        then the sources it merges itself. `within`: the ids of the sources being merged, to refuse a
+        mapping that merges itself; every source counts against the alias budget."""
+        out = []
+        for value_node in merges:
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for source in sources:
                 if not isinstance(source, yaml.MappingNode):
                     self.abort(source, path, "a merge key (<<) takes a mapping or a list of mappings")
-                for sub_key, sub_value in source.value:
-                    key = sub_key.value
-                    if key in result or not isinstance(sub_key, yaml.ScalarNode):
-                        continue
-                    key_path = path + (key,)
-                    self.keys[key_path] = (sub_key.start_mark.line + 1, sub_key.start_mark.column + 1)
-                    result[key] = self.walk(sub_value, key_path, depth + 1)
-        return result
+                if id(source) in within or depth > MAX_DEPTH:
+                    self.abort(source, path, "a mapping merges itself (<<: with an alias to itself or to a mapping "
+                                             "that merges it); merge other mappings only")
+                self.budget -= 1 + len(source.value)
+                if self.budget < 0:
+                    self.abort(source, path, "merge keys expand to more than %d entries; a fleet spec does not "
+                                             "need this many" % MAX_ALIAS_EXPANSION)
+                out.append([(k, v) for k, v in source.value if k.tag != _MERGE])
+                out.extend(self.merge_sources([v for k, v in source.value if k.tag == _MERGE], path, depth + 1,
+                                              within + (id(source),)))
+        return out
+
+
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
+
+
+def _or_quote(text):
+    return "; if text is meant, quote it: \"%s\"" % text
+
+
+def _int_form_message(text, value):
+    """What a YAML 1.1 integer form means, and what to write instead."""
+    quoted = _grammar.quote(text)
+    bare = text.lstrip("+-")
+    if ":" in text:
+        return ("%s is a base-60 number to YAML 1.1 (%d), not a port range; write a range quoted: \"%s\", "
+                "or the number as %d" % (quoted, value, text, value))
+    if bare[:2] in ("0x", "0X"):
+        return "%s is hexadecimal to YAML 1.1 (%d); write %d%s" % (quoted, value, value, _or_quote(text))
+    if bare[:2] in ("0b", "0B"):
+        return "%s is binary to YAML 1.1 (%d); write %d%s" % (quoted, value, value, _or_quote(text))
+    if "_" in text:
+        return "%s is read as %d (YAML 1.1 drops '_'); write %d%s" % (quoted, value, value, _or_quote(text))
+    decimal = bare.lstrip("0") or "0"
+    meant = ", or %s if decimal was meant" % decimal if int(decimal) != abs(value) else ""
+    return "%s is octal to YAML 1.1 (%d); write %d%s%s" % (quoted, value, value, meant, _or_quote(text))
 
 
 def load_text(text, file="<spec>"):
@@ -232,6 +420,18 @@ def load_text(text, file="<spec>"):
         if isinstance(text, bytes):
             text = _decode(text, file)
         doc.text = text
+        invisible = _scan_invisible(text, file)
+        if invisible:
+            # Positions after such a character differ between YAML and an editor: nothing else is read.
+            doc.diagnostics.extend(invisible)
+            return doc
+        values = text.count(",") + text.count("\n") + text.count(":")
+        if values > MAX_VALUES:
+            doc.diagnostics.append(Diagnostic(
+                "yaml-syntax", "the file holds about %d values (commas, colons and lines), more than the %d a spec "
+                               "of 10,000 hosts needs; split the fleet into several specs - or is this the right "
+                               "file?" % (values, MAX_VALUES), file=file, line=1, column=1))
+            return doc
         if not text.strip():
             doc.diagnostics.append(Diagnostic(
                 "schema", "the file is empty; a fleet spec is a mapping with version: 1, consumers and hosts",
@@ -263,7 +463,8 @@ def load_text(text, file="<spec>"):
             line=(mark.line + 1) if mark else 1, column=(mark.column + 1) if mark else 1))
         doc.data = None
     except yaml.YAMLError as exc:
-        doc.diagnostics.append(Diagnostic("yaml-syntax", str(exc).replace("\n", " "), file=file, line=1, column=1))
+        doc.diagnostics.append(Diagnostic("yaml-syntax", str(exc).replace("\n", " ")[:200],
+                                          file=file, line=1, column=1))
         doc.data = None
     except RecursionError:
         doc.diagnostics.append(Diagnostic(

@@ -40,6 +40,12 @@ def _list(value):
     return value if isinstance(value, list) else []
 
 
+def _text(value):
+    """A name field of a (possibly invalid) spec: the text, or None when it is not text (the schema
+    reports that), so that the checks can compare and hash it."""
+    return value if isinstance(value, str) else None
+
+
 class Consumer:
     """A consumer as it runs on one host."""
 
@@ -70,13 +76,16 @@ class Rule:
     def __init__(self, fields, path):
         self.path = path
         self.name = fields.get("name")
-        self.consumer = fields.get("consumer")
+        self.consumer = _text(fields.get("consumer"))
         self.port = fields.get("port")
-        self.interface = fields.get("interface")
+        self.interface = _text(fields.get("interface"))
         self.direction = fields.get("direction", RULE_DEFAULTS["direction"])
         self.family = fields.get("family", RULE_DEFAULTS["family"])
         protocol = fields.get("protocol", RULE_DEFAULTS["protocol"])
-        self.protocols = tuple(protocol) if isinstance(protocol, list) else (protocol,)
+        if isinstance(protocol, list):
+            self.protocols = tuple(p for p in protocol if isinstance(p, str))
+        else:
+            self.protocols = (protocol,) if isinstance(protocol, str) else ()
         self.sources = _addresses(fields.get("from", "any"))
         self.destinations = _addresses(fields.get("to", "any"))
         self.from_ports = tuple(_list(fields.get("from_ports")))

@@ -19,6 +19,9 @@ import difflib
 import json
 import os
 
+from ansible_collections.divert.fleet.plugins.module_utils import _grammar
+from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import omitted
+
 try:
     import jsonschema_rs
 except ImportError:
@@ -69,16 +72,108 @@ def _full_validator():
     return _cache["full"]
 
 
+# The explanation stops after this many jsonschema errors: a spec of aliases can hold 100,000 wrong
+# values, each costing the library a walk; the first ones are what a person fixes first.
+MAX_EXPLAINED = 1000
+
+
+class _Text(str):
+    """A string whose repr is bounded: jsonschema formats `repr(instance)` into every message eagerly,
+    and an aliased 20 KB string in 20,000 places would cost gigabytes."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return _grammar.quote(str(self))
+
+
+class _List(list):
+    """A list that may hold only the first of its items (see _list_limits); `length` is the list's own,
+    for "the list has N items"."""
+    __slots__ = ("length",)
+
+    def __repr__(self):
+        return "a list of %d items" % self.length
+
+
+class _Map(dict):
+    __slots__ = ()
+
+    def __repr__(self):
+        return "a mapping of %d keys" % len(self)
+
+
+def _list_limits():
+    """key -> how many items of a list under that key are explained: its largest maxItems in the schema
+    plus one, so that "too many items" is still found; items past that add nothing a person can act on
+    before shortening the list. Lists under other keys: the schema's largest maxItems plus one."""
+    if "limits" not in _cache:
+        limits = {}
+        found = [0]
+
+        def largest(node):
+            node = _resolve(node)
+            if not isinstance(node, dict):
+                return 0
+            own = node.get("maxItems", 0)
+            return max([own] + [largest(branch) for branch in node.get("anyOf", [])])
+
+        def walk(node):
+            if isinstance(node, dict):
+                for name, sub in node.get("properties", {}).items():
+                    limit = largest(sub)
+                    if limit:
+                        limits[name] = max(limits.get(name, 0), limit + 1)
+                found[0] = max(found[0], node.get("maxItems", 0))
+                for sub in node.values():
+                    walk(sub)
+            elif isinstance(node, list):
+                for sub in node:
+                    walk(sub)
+        walk(schema())
+        _cache["limits"] = (limits, found[0] + 1)
+    return _cache["limits"]
+
+
+def _for_explaining(value, memo, key=None):
+    """The same data with bounded reprs and bounded lists; shared (aliased) values stay shared."""
+    if isinstance(value, list):
+        limits, default = _list_limits()
+        limit = limits.get(key, default)
+        memo_key = (id(value), limit)
+    else:
+        memo_key = (id(value), None)
+    if memo_key in memo:
+        return memo[memo_key][1]
+    if isinstance(value, str):
+        out = _Text(value)
+    elif isinstance(value, list):
+        out = _List()
+        out.length = len(value)
+        memo[memo_key] = (value, out)  # before the items: a list may hold itself (data from a caller)
+        out.extend(_for_explaining(item, memo) for item in value[:limit])
+        return out
+    elif isinstance(value, dict):
+        out = _Map()
+        memo[memo_key] = (value, out)
+        for name, item in value.items():
+            out[_for_explaining(name, memo)] = _for_explaining(item, memo, name)
+        return out
+    else:
+        out = value
+    memo[memo_key] = (value, out)  # the value is kept so that its id is not reused meanwhile
+    return out
+
+
+# schema pattern -> the _grammar kind it is, so a pattern failure gets the grammar's message.
+_PATTERN_KINDS = dict((_grammar.schema_pattern(kind), kind) for kind in _grammar.KINDS)
+
+
 def _describe(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return json.dumps(value)
+    return _grammar.quote(value)
 
 
 def _type_of(value):
@@ -172,6 +267,9 @@ def _message(error):
             desc and bounds in desc) else "%s is out of range; allowed: %s%s" % (
             _describe(value), bounds, " (%s)" % desc if desc else "")
     if kind == "pattern":
+        grammar_kind = _PATTERN_KINDS.get(error.validator_value)
+        if grammar_kind is not None:
+            return _grammar.shape_problem(grammar_kind, value) or "%s does not match" % _describe(value)
         desc = _description(sub)
         return "%s is not allowed here: %s" % (_describe(value), desc or "it must match %s" % error.validator_value)
     if kind == "enum":
@@ -180,14 +278,15 @@ def _message(error):
         return "%s must be %s" % (_describe(value), _describe(error.validator_value))
     if kind in ("minItems", "maxItems"):
         return "the list has %d items; %s %d" % (
-            len(value), "at least" if kind == "minItems" else "at most", error.validator_value)
+            getattr(value, "length", len(value)), "at least" if kind == "minItems" else "at most",
+            error.validator_value)
     if kind in ("minProperties", "maxProperties"):
         what = _description(sub) or "this mapping"
         return "%s needs at least %d entry" % (what, error.validator_value) if kind == "minProperties" else \
             "too many entries; at most %d" % error.validator_value
     if kind in ("maxLength", "minLength"):
-        return "the text is %d characters; %s %d" % (
-            len(value), "at most" if kind == "maxLength" else "at least", error.validator_value)
+        return "the text %s is %d characters; %s %d" % (
+            _describe(value), len(value), "at most" if kind == "maxLength" else "at least", error.validator_value)
     if kind in ("anyOf", "oneOf"):
         branches = error.validator_value
         if all(isinstance(b, dict) and list(b) == ["required"] for b in branches):
@@ -196,7 +295,7 @@ def _message(error):
                 json.dumps(n) for n in names)
         desc = _description(sub)
         return "%s is not valid here%s" % (_describe(value), ": %s" % desc if desc else "")
-    return error.message
+    return error.message[:200]
 
 
 def _required_hint(sub, missing):
@@ -217,9 +316,10 @@ def _unknown_keys(error, doc, path):
     for key in instance:
         if key in allowed:
             continue
-        close = difflib.get_close_matches(key, allowed, n=1)
+        close = difflib.get_close_matches(key, allowed, n=1) if len(key) <= _grammar.QUOTE_MAX else []
         hint = "did you mean %s?" % json.dumps(close[0]) if close else "allowed keys: %s" % ", ".join(allowed)
-        out.append(doc.diagnostic("schema", path + (key,), "unknown key %s; %s" % (json.dumps(key), hint), key=True))
+        out.append(doc.diagnostic("schema", path + (key,), "unknown key %s; %s" % (_grammar.quote(key), hint),
+                                  key=True))
     return out
 
 
@@ -227,10 +327,12 @@ def validate(doc):
     """Diagnostics for every schema violation in `doc.data` (a loaded Document)."""
     data = doc.data
     fast = _fast_validator()
+    refused = False
     if fast is not None:
         try:
             if fast.is_valid(data):
                 return []
+            refused = True
         except Exception:  # a value the compiled validator cannot take; let jsonschema decide
             pass
     if not HAS_JSONSCHEMA:
@@ -238,9 +340,27 @@ def validate(doc):
                    "installed (pip install jsonschema)")
         return [doc.diagnostic("schema", (), message)]
     out = []
-    for error in _full_validator().iter_errors(data):
+    explained = 0
+    memo = {}
+    for error in _full_validator().iter_errors(_for_explaining(data, memo)):
+        if explained == MAX_EXPLAINED:
+            out.append(_stopped(doc, error))
+            break
+        explained += 1
         out.extend(_diagnose(error, doc))
+    if refused and not out:
+        # The verdict is the compiled validator's: a spec it refuses is never reported valid because the
+        # explaining library sees nothing (how a final newline once passed every `$` pattern).
+        out.append(doc.diagnostic("schema", (), "the spec does not match the schema (jsonschema-rs refuses it), but "
+                                                "the jsonschema library finds no single place to point at; check "
+                                                "every value against schemas/fleet.schema.json"))
     return out
+
+
+def _stopped(doc, error):
+    """Where the explanation stopped: the count of what follows is not known, only that there is more."""
+    first = doc.diagnostic("schema", tuple(error.absolute_path), "")
+    return omitted(first, 1, MAX_EXPLAINED, at_least=True)
 
 
 def _diagnose(error, doc):

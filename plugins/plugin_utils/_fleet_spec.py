@@ -13,10 +13,13 @@ nothing here judges a spec.
 from __future__ import annotations
 
 import os
+import re
 
 from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.parsing.mod_args import ModuleArgsParser
 
-from ansible_collections.divert.fleet.plugins.module_utils import _formats
+from ansible_collections.divert.fleet.plugins.module_utils import _formats, _grammar
+from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import pointer
 from ansible_collections.divert.fleet.plugins.module_utils._loader import SpecFileError
 from ansible_collections.divert.fleet.plugins.module_utils._validate import Report, validate_data, validate_file
 
@@ -81,11 +84,87 @@ def report_for_file(path):
 
 
 def load_report(action, args):
-    """(report, spec path or None) for validated task args holding `spec` or `data`."""
-    if args.get("data") is not None:
-        return validate_data(args["data"]), None
+    """(report, spec path or None) for validated task args holding `spec` or `data`.
+
+    `data: null` is validated as the null document it is (a schema error), not taken for a missing
+    option."""
+    if args.get("data") is not None or args.get("spec") is None:
+        return validate_data(args.get("data")), None
     path = find_spec_file(action, args["spec"])
     return report_for_file(path), path
+
+
+# Jinja's delimiters: a string holding one is a template to Ansible.
+_TEMPLATE = re.compile(r"\{\{|\{%|\{#")
+# `{{ name }}` or `{{ name.key }}`: the only `data` expressions traced back to the variable they read.
+_BARE_VARIABLE = re.compile(r"\A\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}\Z")
+_TRACED_NODES = 100000  # a bound on the walk through the variable's value
+
+
+def _variable(task_vars, name):
+    value = task_vars
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def templated_strings(action, task_vars):
+    """(JSON Pointer, text) of every string of a `data` spec that Ansible templated before the task ran.
+
+    Ansible templates a task's arguments, and the variables they name, before the action sees them: a
+    `{{ lookup('pipe', ...) }}` in a description of a spec given as extra vars runs on the controller,
+    and what reaches the validator is its output. The task's raw arguments, and the variables in
+    `task_vars` (kept untemplated), still hold the templates: `data` given inline, or as `{{ name }}`,
+    is traced back; a longer expression cannot be, and gives nothing."""
+    try:
+        _name, raw_args, _delegate = ModuleArgsParser(task_ds=action._task._ds).parse(skip_action_validation=True)
+    except Exception:  # a task built by hand (or a future Ansible): nothing to trace
+        return []
+    raw = raw_args.get("data") if isinstance(raw_args, dict) else None
+    for _hop in range(5):  # a variable naming a variable, and so on
+        if not isinstance(raw, str):
+            break
+        match = _BARE_VARIABLE.match(raw)
+        if not match:
+            return []
+        raw = _variable(task_vars or {}, match.group(1))
+    found = []
+    budget = [_TRACED_NODES]
+
+    def walk(value, path):
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        if isinstance(value, str):
+            if _TEMPLATE.search(value):
+                found.append((pointer(path), str(value)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key, path)
+                walk(item, path + (str(key),))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, path + (index,))
+    if isinstance(raw, (dict, list)):
+        walk(raw, ())
+    return found
+
+
+def warn_if_templated(action, args, task_vars, result):
+    """Add to the result's `warnings` when a `data` spec held strings that Ansible templated."""
+    if args.get("data") is None:
+        return
+    found = templated_strings(action, task_vars)
+    if not found:
+        return
+    where, text = found[0]
+    result.setdefault("warnings", []).append(
+        "fleet spec data: %d string%s of the spec held Jinja templates (the first at %s: %s), which Ansible "
+        "evaluated on the controller before the task saw the spec (unless marked !unsafe); what was validated is "
+        "their output. Pass the spec as a file (spec: FILE): a file is read as data and never templated." % (
+            len(found), "" if len(found) == 1 else "s", where or "/", _grammar.quote(text)))
 
 
 def diagnostic_lines(file, diagnostics):

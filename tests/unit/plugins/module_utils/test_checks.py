@@ -80,8 +80,21 @@ CASES = {
         _both(_set(("profiles", "edge", "consumers"), ["ids", "appid"]),
               _set(("hosts", "fw1", "rules"), [{"name": "app", "port": 9100, "protocol": "udp"}]))),
     "divert-all": (_rule(interface=None, protocol=None), _rule(interface=None, protocol="tcp")),
-    "yaml-syntax": None,  # text-level cases: test_loader.py
+    # rc.d/pf restarted by the consumer role would reload or disable the whole ruleset
+    "reserved-service": (_set(("consumers", "ids", "service"), "pf"), _set(("consumers", "ids", "service"), "pf_ids")),
+    # one service on two consumers of one host; the same service on two hosts is fine
+    "shared-service": (
+        _both(_set(("consumers", "appid", "service"), "suricata"), _set(("profiles", "edge", "consumers"), ["ids", "appid"])),
+        _set(("consumers", "appid", "service"), "suricata")),
+    "reserved-rc-var": (_set(("consumers", "ids", "rc_vars"), {"pf_rules": "/tmp/x.conf"}),
+                        _set(("consumers", "ids", "rc_vars"), {"suricata_rules": "/tmp/x.conf"})),
+    "unsafe-rc-value": (_set(("consumers", "ids", "rc_vars"), {"suricata_flags": "-v & touch /tmp/x &"}),
+                        _set(("consumers", "ids", "rc_vars"), {"suricata_flags": "-v --set x=y,z"})),
+    "interface-keyword": (_rule(interface="proto"), _rule(interface="proto0")),
+    "yaml-syntax": None,  # text-level cases: test_loader.py and the hostile corpus (test_hostile.py)
     "duplicate-key": None,
+    "invisible-character": None,
+    "yaml-number": None,
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 
 import pytest
 
@@ -107,4 +108,96 @@ def test_valid_generated_spec_renders():
     spec = base()
     report = validate_text(dump(spec), file="b.yml")
     assert not report.errors
+    _exercise(report)
+
+
+# --- hostile characters and YAML 1.1 number forms ---------------------------------------------
+
+from ansible_collections.divert.fleet.plugins.module_utils import _grammar, _schema  # noqa: E402
+
+HOSTILE = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029", "\u061c", "\u200e", "\u200f",
+           "\u202a", "\u202e", "\u2066", "\u2069", ";", "#", '"', "{", "}", "\\", "$", "`", "&", "|", "<", ">", "(",
+           ")", "'", "/", " ", "."]
+hostile_text = st.text(alphabet=st.sampled_from(HOSTILE + list("az09_-:")), min_size=1, max_size=12)
+# Characters a file may not hold raw (tab, newline and CR LF are a file's own structure).
+raw_invisible = st.sampled_from(["\x85", "\u2028", "\u2029", "\r", "\x1b", "\x9b", "\u202e", "\u2066", "\u200f",
+                                 "\u061c"])
+
+
+@SETTINGS
+@given(st.sampled_from(_grammar.KINDS), st.text(max_size=20), hostile_text)
+def test_grammar_and_schema_pattern_agree_on_any_text(kind, text, tail):
+    for value in (text, text + tail, tail + text, text + "\n"):
+        by_grammar = _grammar.matches(kind, value)
+        assert by_grammar == (re.search(_grammar.schema_pattern(kind), value) is not None
+                              and len(value) <= _grammar.MAX_LENGTH.get(kind, len(value)))
+        assert (_grammar.shape_problem(kind, value) is None) == by_grammar
+
+
+@SETTINGS
+@given(st.sampled_from(["name", "service", "rc_var", "rc_value", "interface", "anchor", "text", "host"]), hostile_text)
+def test_both_validators_agree_on_hostile_strings_in_a_spec(kind, value):
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    spec = base()
+    if kind == "name":
+        spec["profiles"]["edge"]["rules"][0]["name"] = value
+    elif kind == "service":
+        spec["consumers"]["ids"]["service"] = value
+    elif kind == "rc_var":
+        spec["consumers"]["ids"]["rc_vars"] = {value: "x"}
+    elif kind == "rc_value":
+        spec["consumers"]["ids"]["rc_vars"] = {"x": value}
+    elif kind == "interface":
+        spec["profiles"]["edge"]["rules"][0]["interface"] = value
+    elif kind == "anchor":
+        spec["pf"] = {"anchor": value}
+    elif kind == "text":
+        spec["consumers"]["ids"]["description"] = value
+    else:
+        spec["hosts"][value] = spec["hosts"].pop("fw2")
+    fast = jsonschema_rs.Draft202012Validator(_schema.schema()).is_valid(spec)
+    full = jsonschema.Draft202012Validator(_schema.schema()).is_valid(spec)
+    assert fast == full == _grammar.matches(kind, value)
+
+
+@SETTINGS
+@given(st.integers(0, 12), st.integers(0, 40), raw_invisible)
+def test_an_invisible_character_anywhere_is_refused_at_its_place(line_index, column, char):
+    lines = dump(base()).split("\n")
+    line_index = min(line_index, len(lines) - 2)
+    line = lines[line_index] + " # " + "n" * column
+    lines[line_index] = line + char + "x"
+    report = validate_text("\n".join(lines), file="c.yml")
+    (first,) = [d for d in report.diagnostics if d.code == "invisible-character"][:1]
+    assert (first.line, first.column) == (line_index + 1, len(line) + 1)
+    assert report.errors == [d for d in report.diagnostics if d.code == "invisible-character"]
+
+
+NUMBER_FORMS = st.one_of(
+    st.tuples(st.integers(1, 59), st.integers(0, 59)).map(lambda t: "%d:%02d" % t),   # base 60
+    st.integers(1, 65535).map(lambda n: "0x%x" % n),
+    st.integers(1, 65535).map(lambda n: "0%o" % n),
+    st.integers(1, 65535).map("0b{0:b}".format),
+    st.integers(1000, 65535).map(lambda n: "%d_%03d" % divmod(n, 1000)),
+    st.integers(1, 65535).map(lambda n: "%d.0" % n),
+    st.integers(1, 6).map(lambda n: "%d.0e+%d" % (n, n)),
+    st.integers(40, 6000).map(lambda n: "1" * n),
+)
+
+
+@SETTINGS
+@given(st.sampled_from(["    port: 9000", "    sockets: 3", "version: 1", "to_ports: [80]"]), NUMBER_FORMS)
+def test_yaml_1_1_number_forms_are_refused_where_they_stand(where, form):
+    text = dump(base()).replace("to_ports:\n      - 80", "to_ports: [80]")
+    assert where in text
+    if where == "to_ports: [80]":
+        replaced = text.replace(where, "to_ports: [%s]" % form, 1)
+    else:
+        replaced = text.replace(where, where.rsplit(" ", 1)[0] + " " + form, 1)
+    report = validate_text(replaced, file="n.yml")
+    found = [d for d in report.diagnostics if d.code == "yaml-number"]
+    assert found and not report.valid(), (form, [d.code for d in report.diagnostics])
+    line = replaced[:replaced.index(form)].count("\n") + 1
+    assert found[0].line == line
     _exercise(report)

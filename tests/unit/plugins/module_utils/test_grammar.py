@@ -156,7 +156,7 @@ def test_a_service_does_not_unreserve_what_is_reserved_by_name():
 
 
 @pytest.mark.parametrize("word", ["to", "from", "proto", "label", "port", "on", "in", "out", "all", "any", "quick",
-                                  "keep", "state", "inet", "inet6", "self", "user", "group", "tag"])
+                                  "keep", "state", "inet", "inet6", "user", "group", "tag"])
 def test_interfaces_named_like_pf_words_are_refused(word):
     assert g.matches("interface", word)
     assert "is reserved" in g.problem("interface", word)
