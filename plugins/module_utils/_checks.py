@@ -296,6 +296,90 @@ def interface_keyword(doc, fleet):
                 "`interface` out for all interfaces" % (_quote(rule.name), _quote(rule.interface), why))
 
 
+# Drivers that run a second instance beside the first (a standby group, I5).
+STANDBY_DRIVERS = ("reflector", "suricata")
+OPNSENSE_IDS_PORT = 8000  # OPNsense's IDS template writes suricata_divertport="8000"
+SURICATA_MAX_LISTENERS = 16  # Suricata's source-ipfw.c: IPFW_MAX_QUEUE 16
+
+
+def _field_path(consumer, fleet, key):
+    """The path of a consumer field in its definition (where a person changes it)."""
+    definition = fleet.consumers.get(consumer.name)
+    return definition[1] + (key,) if definition else consumer.path
+
+
+def standby_port(doc, fleet):
+    # I5: the next group binds on the standby port while the serving one keeps its port: the two
+    # must differ, must not be another consumer's port, and the driver must run a second instance.
+    for host in fleet.hosts.values():
+        taken = {}
+        for consumer in host.consumers:
+            if _is_int(consumer.port):
+                taken.setdefault(consumer.port, consumer.name)
+        for consumer in host.consumers:
+            standby = consumer.standby_port
+            if not _is_int(standby):
+                continue
+            path = _field_path(consumer, fleet, "standby_port")
+            if standby == consumer.port:
+                message = "consumer %s has standby_port %d, its own port; the next group needs a port of its own " \
+                          "beside the serving one - pick another" % (_quote(consumer.name), standby)
+            elif standby in taken or any(other.standby_port == standby for other in host.consumers
+                                         if other is not consumer):
+                owner = taken.get(standby) or next(o.name for o in host.consumers
+                                                   if o is not consumer and o.standby_port == standby)
+                message = "consumer %s has standby_port %d on host %s, which consumer %s uses; two groups would " \
+                          "share the port - pick a free one" % (_quote(consumer.name), standby, _quote(host.name),
+                                                                _quote(owner))
+            elif consumer.driver not in STANDBY_DRIVERS:
+                message = "consumer %s (driver %s) has a standby_port, but that driver runs one instance only; " \
+                          "use driver %s, or drop standby_port and allow disruption for its restarts" % (
+                              _quote(consumer.name), consumer.driver, " or ".join(STANDBY_DRIVERS))
+            else:
+                continue
+            yield doc.diagnostic("standby-port", path, message)
+
+
+def opnsense_ids(doc, fleet):
+    # freebsd-facts.md, OPNsense: its own Suricata takes its divert mode from the IDS model; the
+    # template fixes port 8000; there is one IDS per box.
+    for host in fleet.hosts.values():
+        seen = None
+        for consumer in host.consumers:
+            if consumer.driver != "opnsense-ids":
+                continue
+            if host.platform not in (None, "opnsense"):
+                yield doc.diagnostic(
+                    "opnsense-ids", consumer.path,
+                    "consumer %s uses driver opnsense-ids, OPNsense's own Suricata, on host %s, which is %s; use "
+                    "driver suricata (FreeBSD ports) there" % (_quote(consumer.name), _quote(host.name), host.platform))
+            if _is_int(consumer.port) and consumer.port != OPNSENSE_IDS_PORT:
+                yield doc.diagnostic(
+                    "opnsense-ids", _field_path(consumer, fleet, "port"),
+                    "consumer %s uses driver opnsense-ids on port %d; OPNsense's IDS diverts on port %d only (its "
+                    "template writes suricata_divertport=\"8000\") - set port: %d" % (
+                        _quote(consumer.name), consumer.port, OPNSENSE_IDS_PORT, OPNSENSE_IDS_PORT))
+            if seen is not None:
+                yield doc.diagnostic(
+                    "opnsense-ids", consumer.path,
+                    "host %s has two opnsense-ids consumers (%s and %s); OPNsense runs one IDS - keep one" % (
+                        _quote(host.name), _quote(seen.name), _quote(consumer.name)))
+            seen = consumer
+
+
+def suricata_listeners(doc, fleet):
+    # Suricata takes at most 16 divert listeners per process ("too much IPFW divert port registered").
+    for host in fleet.hosts.values():
+        for consumer in host.consumers:
+            if consumer.driver == "suricata" and _is_int(consumer.sockets) and \
+                    consumer.sockets > SURICATA_MAX_LISTENERS:
+                yield doc.diagnostic(
+                    "suricata-listeners", consumer.path,
+                    "consumer %s on host %s asks one Suricata process for %d divert listeners; Suricata takes at "
+                    "most %d (IPFW_MAX_QUEUE) - lower sockets, or split the group over two consumers" % (
+                        _quote(consumer.name), _quote(host.name), consumer.sockets, SURICATA_MAX_LISTENERS))
+
+
 def stateless_lb(doc, fleet):
     # ip_divert.c: packets without a state pass id 0 and all reach one slot, jenkins_hash(0) % count (_lb).
     for host in fleet.hosts.values():
@@ -462,12 +546,42 @@ def lb_ignored(doc, fleet):
                         group.port, _quote(host.name), group.size, _lb.explain("ipfw", group.size)))
 
 
+def suricata_lb(doc, fleet):
+    # Upstream Suricata does not set SO_REUSEPORT_LB: its second -d on one port fails (EADDRINUSE)
+    # unless it carries OPNsense's patch (security/suricata/files/patch-src_source-ipfw.c).
+    for host in fleet.hosts.values():
+        for consumer in host.consumers:
+            if consumer.driver == "suricata" and _is_int(consumer.sockets) and 1 < consumer.sockets <= \
+                    SURICATA_MAX_LISTENERS:
+                yield doc.diagnostic(
+                    "suricata-lb", consumer.path,
+                    "consumer %s on host %s runs %d Suricata listeners on port %s; upstream Suricata does not set "
+                    "SO_REUSEPORT_LB and its second listener on one port fails - this needs a Suricata built with "
+                    "OPNsense's patch (patch-src_source-ipfw.c), or sockets: 1" % (
+                        _quote(consumer.name), _quote(host.name), consumer.sockets, consumer.port))
+
+
+def reload_missing(doc, fleet):
+    # A file in watch.reload of a consumer that declares no way to reload restarts its group.
+    for name, (definition, path) in fleet.consumers.items():
+        definition = definition if isinstance(definition, dict) else {}
+        watch = definition.get("watch") if isinstance(definition.get("watch"), dict) else {}
+        driver = definition.get("driver") or ("reflector" if definition.get("reference") else "rc")
+        if watch.get("reload") and not definition.get("reload") and driver == "rc":
+            yield doc.diagnostic(
+                "reload-missing", path + ("watch", "reload"),
+                "consumer %s watches files for a reload but declares no reload (driver rc has none), so a change "
+                "of them restarts its group; set reload: rc or a signal (SIGHUP, SIGUSR1, SIGUSR2)" % _quote(name))
+
+
 def port_reserved(doc, fleet):
     for host in fleet.hosts.values():
         if host.platform != "opnsense":
             continue
         for group in host.groups():
             low, high = OPNSENSE_RESERVED_RANGE
+            if all(c.driver == "opnsense-ids" for c in group.consumers):
+                continue  # OPNsense's own IDS on its own port
             owner = OPNSENSE_RESERVED.get(group.port) or (
                 "the application-matching daemon (8100..8355)" if low <= group.port <= high else None)
             if owner:
@@ -502,5 +616,5 @@ def divert_all(doc, fleet):
 ERROR_CHECKS = (unknown_profile, unknown_consumer, host_complete, duplicate_rule, socket_limit, port_unbound,
                 port_mismatch, lb_required, stateless_lb, ports_need_proto, ipfw_rule_range,
                 family_mismatch, opnsense_ipfw, label_length, reserved_service, shared_service, reserved_rc_var,
-                unsafe_rc_value, interface_keyword)
-WARNING_CHECKS = (lb_ignored, pf_inet6, port_reserved, unused_consumer, divert_all)
+                unsafe_rc_value, interface_keyword, standby_port, opnsense_ids, suricata_listeners)
+WARNING_CHECKS = (lb_ignored, pf_inet6, port_reserved, unused_consumer, divert_all, suricata_lb, reload_missing)

@@ -47,11 +47,16 @@ CODES = {
     "unsafe-rc-value": (ERROR, "An rc_vars value holds a shell metacharacter or a character no rc.conf value "
                                "may hold."),
     "interface-keyword": (ERROR, "A rule's interface is named like a pf keyword (to, from, proto, label, ...)."),
+    "standby-port": (ERROR, "A consumer's standby_port is its own port, another consumer's, or its driver runs one instance."),
+    "opnsense-ids": (ERROR, "Driver opnsense-ids on a host that is not OPNsense, on a port other than 8000, or twice."),
+    "suricata-listeners": (ERROR, "A suricata consumer asks one process for more than 16 divert listeners."),
     "lb-ignored": (WARNING, "An ipfw host has a group of more than one socket: every packet reaches one socket."),
     "pf-inet6": (WARNING, "A pf host diverts IPv6: the seed kernel's pf diverts it, older pf passes it uninspected."),
     "port-reserved": (WARNING, "An OPNsense host uses a port OPNsense itself uses (8000, 8100..8355, 8668)."),
     "unused-consumer": (WARNING, "A consumer on a host that no rule of that host targets."),
     "divert-all": (WARNING, "A rule with no protocol, no interface and any on both sides."),
+    "suricata-lb": (WARNING, "A suricata consumer with more than one listener needs a Suricata that sets SO_REUSEPORT_LB."),
+    "reload-missing": (WARNING, "A consumer watches files for a reload but declares no reload: their change restarts it."),
 }
 
 

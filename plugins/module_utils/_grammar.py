@@ -145,6 +145,9 @@ PATTERNS = {
     "rc_value": "[^%s]*" % _RC_VALUE_BAD,
     # Free text that never reaches a rule (a consumer's description).
     "text": "[^%s]*" % _TEXT_BAD,
+    # A file on the host a consumer's change is measured by (watch.restart, watch.reload): absolute,
+    # components of letters, digits and . _ + @ -, globs (* ? [ ]) allowed, never a `..` component.
+    "path": "(?!.*/\\.\\.(?:/|(?![\\s\\S])))(?:/[A-Za-z0-9._+@*?\\[\\]-]+)+",
     # A port range "lo:hi" (numbers are checked as numbers by the checks).
     "port_range": "[0-9]{1,5}:[0-9]{1,5}",
     # `any`, an IPv4 or IPv6 address or prefix (the checks parse it with ipaddress).
@@ -153,7 +156,7 @@ PATTERNS = {
 KINDS = tuple(PATTERNS)
 # Aliases: the three kinds of spec name share one shape.
 ALIASES = {"consumer": "name", "profile": "name", "rule": "name"}
-MAX_LENGTH = {"text": 200, "rc_value": 1024, "address": 49}
+MAX_LENGTH = {"text": 200, "rc_value": 1024, "address": 49, "path": 1024}
 
 # What each kind is, for messages ("... is not allowed: <what>").
 WHAT = {
@@ -172,6 +175,8 @@ WHAT = {
     "text": "text of at most 200 characters without control characters, line or paragraph separators, "
             "bidirectional controls, or any of ; # \" { } \\ $ `",
     "port_range": "a port range \"lo:hi\" of two numbers 1..65535",
+    "path": "an absolute path of letters, digits and . _ + @ - (the last parts may be globs: * ? [ ]), no '..', "
+            "at most 1024 characters",
     "address": "any, an IPv4 or IPv6 address, or a CIDR prefix",
 }
 
@@ -179,7 +184,7 @@ WHAT = {
 LABEL = {
     "name": "name", "host": "host name", "interface": "interface", "service": "service",
     "rc_var": "rc.conf variable", "anchor": "pf anchor", "rc_value": "rc.conf value", "text": "text",
-    "port_range": "port range", "address": "address",
+    "port_range": "port range", "address": "address", "path": "path",
 }
 
 _COMPILED = {kind: re.compile(pattern) for kind, pattern in PATTERNS.items()}
@@ -327,6 +332,7 @@ def matches(kind, value):
 _BAD_CHARACTER = {
     "rc_value": re.compile("[%s]" % _RC_VALUE_BAD),
     "text": re.compile("[%s]" % _TEXT_BAD),
+    "path": re.compile("[^A-Za-z0-9._+@*?\\[\\]/-]"),
 }
 _BAD_IN_NAME = re.compile("[%s]" % _class_body(INVISIBLE_RANGES, STATEMENT_ENDERS + SHELL_METACHARACTERS + "/ "))
 

@@ -23,6 +23,9 @@ import json
 DEFAULT_ANCHOR = "divert_fleet"
 IPFW_DEFAULTS = {"set": 5, "spare_set": 6, "rule_base": 10000, "rule_step": 10}
 CONSUMER_DEFAULTS = {"sockets": 1, "lb": True, "ready_timeout": 60, "reference": False, "rc_vars": {}}
+# Consumer fields that reach the host only when the spec gives them.
+CONSUMER_OPTIONS = ("driver", "standby_port", "reload", "watch", "drain_timeout")
+PF_OPTIONS = ("placement", "priority")
 RULE_DEFAULTS = {"direction": "in", "family": "inet", "protocol": "any", "from": "any", "to": "any",
                  "from_ports": [], "to_ports": [], "state": "keep"}
 HOST_SCALARS = ("backend", "platform")
@@ -49,7 +52,8 @@ def _text(value):
 class Consumer:
     """A consumer as it runs on one host."""
 
-    def __init__(self, name, port, sockets, lb, service, rc_vars, ready_timeout, reference, description, path):
+    def __init__(self, name, port, sockets, lb, service, rc_vars, ready_timeout, reference, description, path,
+                 options=None, rc_vars_template=None):
         self.name = name
         self.port = port
         self.sockets = sockets
@@ -60,14 +64,31 @@ class Consumer:
         self.reference = reference
         self.description = description
         self.path = path  # where it is placed on the host (the consumers entry), or the definition
+        # driver, standby_port, reload, watch, drain_timeout: only those the spec gives, so that a
+        # spec that uses none of them resolves (and digests) as before they existed
+        self.options = dict(options or {})
+        self.rc_vars_template = rc_vars_template
+
+    @property
+    def driver(self):
+        return self.options.get("driver") or ("reflector" if self.reference else "rc")
+
+    @property
+    def standby_port(self):
+        return self.options.get("standby_port")
 
     def as_dict(self):
-        return {
+        out = {
             "name": self.name, "port": self.port, "sockets": self.sockets, "lb": self.lb,
             "service": self.service, "rc_vars": dict(sorted(self.rc_vars.items())),
             "ready_timeout": self.ready_timeout, "reference": self.reference,
             "description": self.description,
         }
+        out.update(sorted(self.options.items()))
+        if self.standby_port is not None and self.rc_vars_template and self.rc_vars_template != self.rc_vars:
+            # a standby instance fills @PORT@ and @SOCKETS@ in on the host, with its own port
+            out["rc_vars_template"] = dict(sorted(self.rc_vars_template.items()))
+        return out
 
 
 class Rule:
@@ -135,6 +156,7 @@ class Host:
         self.consumers = []
         self.rules = []
         self.anchor = DEFAULT_ANCHOR
+        self.pf_options = {}  # placement, priority: only those the spec gives
         self.ipfw = dict(IPFW_DEFAULTS)
         self.field_paths = {}
         self._digest = None
@@ -158,7 +180,7 @@ class Host:
             "consumers": [c.as_dict() for c in self.consumers],
             "groups": [g.as_dict() for g in self.groups()],
             "rules": [r.as_dict() for r in self.rules],
-            "pf": {"anchor": self.anchor},
+            "pf": dict([("anchor", self.anchor)] + sorted(self.pf_options.items())),
             "ipfw": dict(sorted(self.ipfw.items())),
         }
 
@@ -196,10 +218,12 @@ def _consumer_for_host(name, definition, override, path):
         if isinstance(value, str):
             value = value.replace("@PORT@", str(port)).replace("@SOCKETS@", str(sockets))
         rc_vars[var] = value
+    options = dict((key, definition[key]) for key in CONSUMER_OPTIONS if key in definition)
     return Consumer(
         name=name, port=port, sockets=sockets, lb=fields.get("lb"), service=fields.get("service"),
         rc_vars=rc_vars, ready_timeout=fields.get("ready_timeout"), reference=fields.get("reference"),
-        description=fields.get("description"), path=path)
+        description=fields.get("description"), path=path, options=options,
+        rc_vars_template=dict(_dict(fields.get("rc_vars"))))
 
 
 def _consumer_refs(entries, base):
@@ -228,6 +252,10 @@ def resolve(data):
         if isinstance(top_anchor, str):
             host.anchor = top_anchor
             host.field_paths["anchor"] = ("pf", "anchor")
+        for key in PF_OPTIONS:
+            if key in _dict(data.get("pf")):
+                host.pf_options[key] = _dict(data.get("pf"))[key]
+                host.field_paths[key] = ("pf", key)
         layers = []
         profile_name = host_fields.get("profile")
         if isinstance(profile_name, str):
@@ -246,6 +274,10 @@ def resolve(data):
             if isinstance(anchor, str):
                 host.anchor = anchor
                 host.field_paths["anchor"] = base + ("pf", "anchor")
+            for key in PF_OPTIONS:
+                if key in _dict(fields.get("pf")):
+                    host.pf_options[key] = _dict(fields.get("pf"))[key]
+                    host.field_paths[key] = base + ("pf", key)
             for key, value in _dict(fields.get("ipfw")).items():
                 if key in IPFW_DEFAULTS:
                     host.ipfw[key] = value
@@ -291,13 +323,16 @@ def host_from_dict(resolved):
         host.backend = resolved["backend"]
         host.platform = resolved["platform"]
         host.anchor = resolved.get("pf", {}).get("anchor", DEFAULT_ANCHOR)
+        host.pf_options = dict((k, v) for k, v in resolved.get("pf", {}).items() if k in PF_OPTIONS)
         host.ipfw.update(resolved.get("ipfw", {}))
         for item in resolved["consumers"]:
             host.consumers.append(Consumer(
                 name=item["name"], port=item["port"], sockets=item["sockets"], lb=item["lb"],
                 service=item["service"], rc_vars=dict(item.get("rc_vars", {})),
                 ready_timeout=item["ready_timeout"], reference=item.get("reference", False),
-                description=item.get("description"), path=host.path + ("consumers", item["name"])))
+                description=item.get("description"), path=host.path + ("consumers", item["name"]),
+                options=dict((k, item[k]) for k in CONSUMER_OPTIONS if k in item),
+                rc_vars_template=item.get("rc_vars_template")))
         for index, item in enumerate(resolved["rules"]):
             fields = dict(item)
             fields["protocol"] = list(item["protocols"])

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.divert.fleet.plugins.module_utils import _lb, _render
+from ansible_collections.divert.fleet.plugins.module_utils import _host_consumers, _host_drivers, _lb, _render
 
 
 def _step(action, text, **fields):
@@ -22,14 +22,32 @@ def _step(action, text, **fields):
     return step
 
 
+def _configured(consumer, platform):
+    """How a consumer's settings are written, in words (the drivers of the on-host library)."""
+    if consumer.driver == "opnsense-ids":
+        return "OPNsense's IDS model: enabled, mode divert, divert_listeners %s" % consumer.sockets
+    variables = " ".join("%s=%s" % item for item in sorted(consumer.rc_vars.items()))
+    where = "/etc/rc.conf.d/%s" % consumer.service if platform == "opnsense" else "rc.conf"
+    return "%s %s" % (where, variables) if variables else ""
+
+
+def consumer_policy(consumer):
+    """Which change of a running group takes what: the rule of _host_consumers.change_needed, in words."""
+    driver = _host_drivers.DRIVERS.get(consumer.driver)
+    reload_method = consumer.options.get("reload") or (driver.default_reload if driver else None)
+    return _host_consumers.policy(consumer.driver, reload_method, consumer.standby_port, consumer.options.get("watch"))
+
+
 def host_steps(host):
-    steps = [_step("load-module", "load ipdivert.ko now and at boot (kld_list in rc.conf)", module="ipdivert")]
+    at_boot = "/boot/loader.conf.local" if host.platform == "opnsense" else "kld_list in rc.conf"
+    steps = [_step("load-module", "load ipdivert.ko now and at boot (%s)" % at_boot, module="ipdivert")]
     for consumer in host.consumers:
-        variables = " ".join("%s=%s" % item for item in sorted(consumer.rc_vars.items()))
+        configured = _configured(consumer, host.platform)
         steps.append(_step(
-            "configure", "configure %s: service %s%s" % (
-                consumer.name, consumer.service, ", rc.conf %s" % variables if variables else ""),
-            consumer=consumer.name, service=consumer.service))
+            "configure", "configure %s: driver %s, service %s%s" % (
+                consumer.name, consumer.driver, consumer.service, ", %s" % configured if configured else ""),
+            consumer=consumer.name, service=consumer.service, driver=consumer.driver,
+            standby_port=consumer.standby_port, policy=consumer_policy(consumer)))
         steps.append(_step("start", "start service %s (enabled at boot)" % consumer.service,
                            consumer=consumer.name, service=consumer.service))
         steps.append(_step(
@@ -83,6 +101,9 @@ def format_text(plans):
                                                    plan["digest"][:12]))
         for step in plan["steps"]:
             lines.append("  %2d. %s" % (step["step"], step["text"]))
+        for step in plan["steps"]:
+            if step["action"] == "configure":
+                lines.append("  change of %s: %s" % (step["consumer"], step["policy"]))
         lines.append("  %-6s %-6s %-24s %-16s %s" % ("port", "group", "consumers", "receiving", "stateless packets"))
         for group in plan["groups"]:
             receiving = "%d of %d" % (group["receiving"], group["size"])

@@ -91,6 +91,22 @@ CASES = {
     "unsafe-rc-value": (_set(("consumers", "ids", "rc_vars"), {"suricata_flags": "-v & touch /tmp/x &"}),
                         _set(("consumers", "ids", "rc_vars"), {"suricata_flags": "-v --set x=y,z"})),
     "interface-keyword": (_rule(interface="proto"), _rule(interface="proto0")),
+    "standby-port": (
+        _both(_set(("consumers", "ids", "driver"), "reflector"), _set(("consumers", "ids", "standby_port"), 9000)),
+        _both(_set(("consumers", "ids", "driver"), "reflector"), _set(("consumers", "ids", "standby_port"), 9001))),
+    "opnsense-ids": (
+        _both(_set(("consumers", "ids", "driver"), "opnsense-ids"), _set(("consumers", "ids", "port"), 8000)),
+        _both(_opnsense, _set(("consumers", "ids", "driver"), "opnsense-ids"), _set(("consumers", "ids", "port"), 8000))),
+    "suricata-listeners": (
+        _both(_set(("consumers", "ids", "driver"), "suricata"), _set(("consumers", "ids", "sockets"), 17)),
+        _both(_set(("consumers", "ids", "driver"), "suricata"), _set(("consumers", "ids", "sockets"), 16))),
+    "suricata-lb": (
+        _set(("consumers", "ids", "driver"), "suricata"),
+        _both(_set(("consumers", "ids", "driver"), "suricata"), _set(("consumers", "ids", "sockets"), 1))),
+    "reload-missing": (
+        _set(("consumers", "ids", "watch"), {"reload": ["/usr/local/etc/suricata/rules/local.rules"]}),
+        _both(_set(("consumers", "ids", "watch"), {"reload": ["/usr/local/etc/suricata/rules/local.rules"]}),
+              _set(("consumers", "ids", "reload"), "SIGUSR2"))),
     "yaml-syntax": None,  # text-level cases: test_loader.py and the hostile corpus (test_hostile.py)
     "duplicate-key": None,
     "invisible-character": None,
@@ -225,3 +241,24 @@ def test_messages_carry_the_numbers():
     spec["profiles"]["edge"]["consumers"] = ["ids", "appid"]
     diag = [d for d in report_for(spec).diagnostics if d.code == "socket-limit"][0]
     assert "40 sockets" in diag.message and "ids 20 + appid 20" in diag.message and "32" in diag.message
+
+
+def test_standby_port_of_another_consumer_and_of_a_one_instance_driver():
+    spec = base()
+    spec["profiles"]["edge"]["consumers"] = ["ids", "appid"]
+    spec["consumers"]["ids"].update(driver="suricata", standby_port=9100, sockets=1)
+    (diag,) = [d for d in report_for(spec).diagnostics if d.code == "standby-port"]
+    assert "which consumer \"appid\" uses" in diag.message and diag.path == "/consumers/ids/standby_port"
+    spec = base()
+    spec["consumers"]["ids"]["standby_port"] = 9001
+    (diag,) = [d for d in report_for(spec).diagnostics if d.code == "standby-port"]
+    assert "driver rc" in diag.message and "runs one instance only" in diag.message
+
+
+def test_opnsense_ids_on_its_own_port_is_not_reserved():
+    spec = base()
+    spec["profiles"]["edge"]["platform"] = "opnsense"
+    spec["consumers"]["ids"].update(driver="opnsense-ids", port=8000)
+    assert "port-reserved" not in codes(report_for(spec))
+    spec["consumers"]["ids"].update(driver="rc")
+    assert "port-reserved" in codes(report_for(spec))

@@ -33,6 +33,8 @@ GOOD = {
     "text": ["", "Suricata IPS in divert mode", "caf\u00e9 (x) 'q' & <y>", "a" * 200],
     "port_range": ["80:90", "1:65535"],
     "address": ["any", "10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::"],
+    "path": ["/usr/local/etc/suricata/suricata.yaml", "/usr/local/etc/suricata/rules/*.rules", "/a/.hidden",
+             "/a/b..c", "/x/rule[12].rules", "/" + "a" * 1023],
 }
 BAD = {
     "name": ["", "Web", "1web", "-web", "web.1", "a" * 64, "we b", "web/x"],
@@ -46,6 +48,7 @@ BAD = {
     "text": ["a;b", "#", '"', "{", "}", "\\", "$x", "`x`", "a" * 201],
     "port_range": ["80", "80-90", ":80", "123456:1"],
     "address": ["", "10.0.0.0/8 ", "host.example", "10.0.0.0/8;"],
+    "path": ["", "relative/x", "/a/../b", "/a/..", "/../x", "/a b", "/a;b", "/$x", "/a//b", "/" + "a" * 1024],
 }
 
 

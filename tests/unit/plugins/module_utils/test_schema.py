@@ -24,6 +24,7 @@ SCHEMA_KINDS = {
     "/$defs/portMatch/anyOf/1": "port_range",
     "/$defs/rule/properties/interface": "interface",
     "/$defs/pfSettings/properties/anchor": "anchor",
+    "/$defs/hostPath": "path",
 }
 
 
