@@ -326,8 +326,8 @@ def standby_port(doc, fleet):
                           "beside the serving one - pick another" % (_quote(consumer.name), standby)
             elif standby in taken or any(other.standby_port == standby for other in host.consumers
                                          if other is not consumer):
-                owner = taken.get(standby) or next(o.name for o in host.consumers
-                                                   if o is not consumer and o.standby_port == standby)
+                owners = [o.name for o in host.consumers if o is not consumer and o.standby_port == standby]
+                owner = taken.get(standby) or owners[0]
                 message = "consumer %s has standby_port %d on host %s, which consumer %s uses; two groups would " \
                           "share the port - pick a free one" % (_quote(consumer.name), standby, _quote(host.name),
                                                                 _quote(owner))
