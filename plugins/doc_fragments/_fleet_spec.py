@@ -28,6 +28,10 @@ options:
         P(ansible.builtin.from_yaml#filter) filter.
       - Diagnostics of data have no line or column; their C(file) is C(<data>) and their C(path)
         (a JSON Pointer) says where the problem is.
+      - Ansible templates a task's arguments before the plugin sees them, so a Jinja expression inside a
+        spec given as data (from extra vars, say) is evaluated on the controller first; the plugin warns
+        where it can tell that a value held one. Give the spec as a file with O(spec) to have it read as
+        written.
       - Exactly one of O(spec) and O(data) is required.
     type: dict
   strict:
