@@ -71,6 +71,11 @@ class PfBackend:
     def canonical(self, text):
         return pf_canonical(text)
 
+    def shown(self, loaded_text, wanted_text):
+        """(loaded, wanted) rules for a person's diff: pfctl's own printed form for both (the
+        canonical form is print_rule's, lists expanded)."""
+        return pf_canonical(loaded_text), pf_canonical(wanted_text)
+
     def divert_ports(self, text):
         return pf_divert_ports(text)
 
@@ -158,6 +163,19 @@ class IpfwBackend:
 
     def canonical(self, text):
         return ipfw_canonical(text, self.rule_set)
+
+    def shown(self, loaded_text, wanted_text):
+        """(loaded, wanted) rules for a person's diff, in ipfw's own syntax: the loaded ones as
+        `ipfw -S list` printed them; each wanted rule the same as a loaded one as that printed
+        line, the others as the `add` command that loads them, so only real changes differ."""
+        loaded = [line.strip() for line in loaded_text.splitlines() if line.strip()]
+        printed = dict(zip(ipfw_canonical("\n".join(loaded), self.rule_set), loaded))
+        wanted = []
+        for line in wanted_text.splitlines():
+            rule = ipfw_canonical(line, self.rule_set)
+            if rule:
+                wanted.append(printed.get(rule[0], line.strip()))
+        return loaded, wanted
 
     def divert_ports(self, text):
         return ipfw_divert_ports(text)

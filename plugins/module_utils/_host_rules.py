@@ -73,9 +73,10 @@ def apply_rules(host, backend, rules, groups, state="present", platform="freebsd
             result["actions"].append("loaded %d rule(s)" % len(wanted))
     if wanted != before:
         result["changed"] = True
-    result["diff"] = text_diff("\n".join(before) + ("\n" if before else ""),
-                               "\n".join(wanted) + ("\n" if wanted else ""),
-                               "%s loaded (canonical)" % backend.name, "%s wanted (canonical)" % backend.name)
+    shown_before, shown_after = backend.shown(loaded_text, rules if state != "absent" else "")
+    result["diff"] = text_diff("\n".join(shown_before) + ("\n" if shown_before else ""),
+                               "\n".join(shown_after) + ("\n" if shown_after else ""),
+                               "%s rules loaded" % backend.name, "%s rules wanted" % backend.name)
     result["rules"] = wanted
     if backend.name == "pf" and manage_main_ruleset and state == "present":
         placement = placement or DEFAULT_PLACEMENT[platform]

@@ -148,6 +148,17 @@ def test_ipfw_swap_sequence(tmp_path):
     assert not fake.commands("ipfw -f")
 
 
+def test_ipfw_diff_is_in_ipfws_own_syntax(tmp_path):
+    """A rule that stays is shown as ipfw printed it; a new one as the command that adds it."""
+    first_printed = IPFW_PRINTED_SET5.splitlines()[0]
+    fake = FakeFreeBSD(sockets=WHOLE, ipfw_list=first_printed + "\n")
+    host = fake.host(tmp_path)
+    diff = apply_rules(host, IpfwBackend(host, 5, 6), IPFW_WANTED, GROUPS, check_mode=True)["diff"]
+    assert diff["before"] == first_printed + "\n"
+    assert diff["after"] == first_printed + "\nadd 10010 set 5 divert 8000 ip4 from any to 10.0.0.0/8 in\n"
+    assert "|" not in diff["before"] + diff["after"]
+
+
 def test_ipfw_failure_deletes_the_spare_set(tmp_path):
     fake = FakeFreeBSD(sockets=WHOLE, ipfw_list="10000 set 5 divert 8000 ip from any to any\n")
     fake.fail["ipfw -f -q /"] = (69, "", "ipfw: setsockopt(IP_FW_XADD): Invalid argument\n")
