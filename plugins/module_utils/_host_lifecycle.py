@@ -187,7 +187,9 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
             started.append((view, port))
             service = view.driver.instance_service(view.spec, port)
             actions.append("started %s on port %d (%s)" % (service, port, ", ".join(view.reasons) or "new"))
-        new_ports = dict((view.target, view.spec["sockets"]) for view, _port in started)
+        # A port's group is every consumer that serves on it after the change (one port may hold
+        # the sockets of several consumers): the kernel must show their sum.
+        new_ports = dict((port, _group_size(views, port)) for port in set(p for _v, p in started))
         if new_ports:
             log("waiting for the kernel to show %s bound" % ", ".join(
                 "%d socket(s) on port %d" % (n, p) for p, n in sorted(new_ports.items())))
@@ -227,7 +229,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                 view.driver.configure(view.spec, port, view.driver.settings(view.spec, port), view.current, False)
                 view.driver.restart(view.spec, port)
                 started.append((view, port))
-                table = _wait(host, views, {port: view.spec["sockets"]}, ready_timeout, log)
+                table = _wait(host, views, {port: _group_size(views, port)}, ready_timeout, log)
             actions.append("restarted %s in place on port %d (%s)" % (view.name, port, ", ".join(view.reasons)))
 
         # --- 5. the rules, with the live ports, in one transaction ------------------------------------------
@@ -375,6 +377,10 @@ def _classify(host, backend, view, table, allow_disruption, refusals, manage_rul
                         view.name, view.live_port, ", ".join(reasons),
                         "%d live flow(s) remap" % states if states is not None else "its live flows remap",
                         int(view.spec.get("ready_timeout") or 60)))
+
+
+def _group_size(views, port):
+    return sum(view.spec["sockets"] for view in views if view.target == port)
 
 
 def _drain_timeout(view):

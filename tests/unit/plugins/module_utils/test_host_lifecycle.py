@@ -291,3 +291,13 @@ def test_record_of_an_earlier_version_is_read(tmp_path):
     fake.rc_conf.update(appidd_enable="YES", appidd_flags="-p 8100")
     result = unit(fake, host, [appid()], rules=RULES.splitlines(True)[1])
     assert result["consumers"][0]["action"] is None
+
+
+def test_consumers_sharing_a_port_are_waited_for_as_one_group(tmp_path):
+    fake, host = _fake(tmp_path)
+    real = fake.binder
+    fake.binder = lambda service: [(8100, 301, "appid2")] if service == "appid2" else real(service)
+    second = appid(name="appid2", service="appid2", rc_vars={})
+    result = unit(fake, host, [appid(), second], rules=RULES.splitlines(True)[1])
+    assert result["sockets"]["8100"]["bound"] == 2 and loaded_ports(fake) == [8100]
+    assert [c["action"] for c in result["consumers"]] == ["start", "start"]
