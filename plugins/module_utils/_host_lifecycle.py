@@ -70,6 +70,7 @@ class Consumer:
         self.rc_conf = rc_conf
         self.action = None
         self.reasons = []
+        self.bound_before = 0  # sockets the kernel showed on the serving port before the change
         self.target = None  # the port the consumer serves on after the change
 
     def restart_fp(self, port):
@@ -222,7 +223,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                 actions.append("withdrew %d rule(s) diverting to port %d before restarting %s in place" % (
                     len(withdrawn), old_port, view.name))
             if not check_mode:
-                if backend is not None:
+                if backend is not None and view.bound_before:  # a dead group has nothing to drain
                     actions.append(drain(host, backend, [old_port], _diverting_to(before, old_port), time.time(),
                                          _drain_timeout(view), log)["text"])
                 view.driver.install(view.spec, port, False, reference_program)
@@ -238,7 +239,9 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
         for view in views:
             live_groups[view.target] = live_groups.get(view.target, 0) + view.spec["sockets"]
         live_rules, rules_result = None, {"changed": False, "diff": None, "rules": None}
-        loaded_before = backend.canonical(backend.loaded_text()) if (backend and (manage_rules or removed)) else []
+        # the anchor as it is before the switch: its rule numbers name the old groups' pf states
+        drains = removed or any(view.action == "switch" and view.bound_before for view in views)
+        loaded_before = backend.canonical(backend.loaded_text()) if (backend and drains) else []
         switched_at = time.time()
         if manage_rules:
             live_rules = rewrite_divert_ports(rules, mapping)
@@ -270,22 +273,29 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
             old.append((spec, driver_for(host, spec, platform), entry.get("live_port"), None))
         except HostError as exc:
             result["warnings"].append("consumer %s left the spec but cannot be stopped: %s" % (name, exc.message))
-    for spec, driver, port, view in old:
-        if check_mode:
-            actions.append("would drain port %s, then stop %s" % (port, driver.instance_service(spec, port)))
-            continue
-        drained = drain(host, backend, [port], _diverting_to(loaded_before, port), switched_at,
-                        _drain_timeout(view), log) if backend is not None else {"left": 0, "text": "no firewall given"}
-        actions.append(drained["text"])
-        if drained["left"]:
-            result["warnings"].append(drained["text"])
-        driver.stop(spec, port)
-        managed = (view.record or {}).get("managed_vars") if view else (record.get(spec["name"]) or {}).get(
-            "managed_vars")
-        driver.unconfigure(spec, port, managed or [], False)
-        driver.uninstall(spec, port, False)
-        why = "" if view else " (consumer removed from the spec)"
-        actions.append("stopped %s on port %s%s" % (driver.instance_service(spec, port), port, why))
+    try:
+        for spec, driver, port, view in old:
+            if check_mode:
+                actions.append("would drain port %s, then stop %s" % (port, driver.instance_service(spec, port)))
+                continue
+            if backend is not None and (view is None or view.bound_before):
+                drained = drain(host, backend, [port], _diverting_to(loaded_before, port), switched_at,
+                                _drain_timeout(view), log)
+                actions.append(drained["text"])
+                if drained["left"]:
+                    result["warnings"].append(drained["text"])
+            driver.stop(spec, port)
+            managed = (view.record or {}).get("managed_vars") if view else (record.get(spec["name"]) or {}).get(
+                "managed_vars")
+            driver.unconfigure(spec, port, managed or [], False)
+            driver.uninstall(spec, port, False)
+            why = "" if view else " (consumer removed from the spec)"
+            actions.append("stopped %s on port %s%s" % (driver.instance_service(spec, port), port, why))
+    except HostError as exc:
+        raise UnitFailure(
+            "%s; the new rules are in force with the new groups (%s), but an old group may still run" % (
+                exc.message, ", ".join("%s on port %d" % (v.name, v.target) for v in views)),
+            done=actions, **dict((k, v) for k, v in exc.details.items() if k != "done"))
 
     # --- 7. the record ------------------------------------------------------------------------------------
     records = {}
@@ -337,6 +347,7 @@ def _classify(host, backend, view, table, allow_disruption, refusals, manage_rul
         view.record = dict(view.wanted(view.port), sockets=bound,
                            settings=view.driver.current(view.spec, view.port, names, view.rc_conf))
     bound = table.get(view.live_port, {}).get("bound", 0)
+    view.bound_before = bound
     wanted_live = view.live_port if view.live_port in (view.port, view.standby_port) else view.port
     need, reasons = change_needed(view.record or {}, view.wanted(wanted_live))
     if need is None and bound != view.spec["sockets"]:
