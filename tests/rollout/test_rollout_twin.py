@@ -166,7 +166,8 @@ def test_a_resize_without_a_standby_port_is_refused_and_touches_nothing(fleet):
     assert counts["fw-branch-01"]["failed"] == 0 and counts["fw-lab-01"]["failed"] == 0
     assert "refusing the change on fw-edge-01 before touching it: consumer classifier on port 8400 needs a " \
            "restart (sockets 3 -> 5" in result.stdout
-    assert "fw-edge-01 failed" in result.stdout  # the play names each failed host at its end
+    # the play ends naming each failed host with what failed
+    assert "fw-edge-01 failed: refusing the change on fw-edge-01 before touching it" in result.stdout
     assert on_host(root, "fw-edge-01", "pfctl", "-a", "divert_fleet", "-s", "rules") == rules
     assert all(not any(d.values()) for d in growth(before, report(root)).values()), growth(before, report(root))
 
