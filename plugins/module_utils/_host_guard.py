@@ -95,6 +95,18 @@ def consumers(items):
             _refuse(where + " service", "service %s is already the service of consumer %s; two consumers cannot "
                     "share one rc.d service" % (_grammar.quote(service), services[service]))
         services[service] = name
+        if consumer.get("standby_port") is not None:
+            if port(consumer.get("standby_port"), where + " standby_port") == consumer.get("port"):
+                _refuse(where + " standby_port", "standby_port %d is the consumer's own port" % consumer["port"])
+        watch = consumer.get("watch") or {}
+        if not isinstance(watch, dict) or set(watch) - set(("restart", "reload")):
+            _refuse(where + " watch", "watch takes restart and reload, each a list of paths")
+        for kind in ("restart", "reload"):
+            paths = watch.get(kind) or []
+            if not isinstance(paths, list):
+                _refuse(where + " watch", "watch.%s must be a list of paths" % kind)
+            for path in paths:
+                string("path", path, where + " watch.%s" % kind)
         for variable, value in sorted((consumer.get("rc_vars") or {}).items()):
             string("rc_var", variable, where + " rc_vars")
             why = _grammar.reserved("rc_var", variable, service)

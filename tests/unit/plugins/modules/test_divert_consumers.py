@@ -70,6 +70,10 @@ HOSTILE = [
     ({"rc_vars": {"appidd_flags": "-p 8100\u2028"}}, "U+2028 LINE SEPARATOR"),
     ({"sockets": 33}, "socket count 33 is not a number from 1 to 32"),
     ({"name": "Bad Name"}, "name \"Bad Name\""),
+    ({"watch": {"reload": ["/etc/../../tmp/x"]}}, "path \"/etc/../../tmp/x\" is not allowed"),
+    ({"watch": {"restart": ["relative.yaml"]}}, "path \"relative.yaml\" is not allowed"),
+    ({"standby_port": 8100}, "standby_port 8100 is the consumer's own port"),
+    ({"standby_port": 70000}, "divert port 70000 is not a number"),
 ]
 
 
