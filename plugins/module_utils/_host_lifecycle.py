@@ -139,13 +139,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
         raise HostError("reference consumers need reference_program (the divert-reflector source); nothing was "
                         "changed")
 
-    ipdivert = ensure_ipdivert(host, platform, check_mode, kld_list=rc_conf.get("kld_list", ""),
-                               sockets_bound=any(row.get("bound") for row in table.values()))
-    actions += ipdivert
-    if ipdivert and not table and not check_mode:
-        table = _try_read_divert_sockets(host)
-
-    # --- decide -------------------------------------------------------------------------------------
+    # --- decide, before anything changes ---------------------------------------------------------------
     refusals = []
     for view in views:
         _classify(host, backend, view, table, allow_disruption, refusals, manage_rules)
@@ -154,6 +148,10 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                         "(blue/green: no flow remaps, nothing goes uninspected) or run with "
                         "divert_fleet_allow_disruption=true" % (host.name, "; ".join(refusals)),
                         refused=refusals)
+
+    ipdivert = ensure_ipdivert(host, platform, check_mode, kld_list=rc_conf.get("kld_list", ""),
+                               sockets_bound=any(row.get("bound") for row in table.values()))
+    actions += ipdivert
 
     # Settings diff (rc.conf or OPNsense's model) and installed files, as check mode shows them.
     before_lines, after_lines = [], []
