@@ -449,22 +449,27 @@ class Kernel:
         self.rule_hits[key] = self.rule_hits.get(key, 0) + 1
 
     def _pf_eval(self, rules, pkt, depth=0):
-        last = None
+        """(last matching rule, quick, anchor rule): the anchor rule is the rule of the main
+        ruleset whose anchor the match was found in, None for a rule of the main ruleset itself
+        (pf_step_into_anchor sets `a` on entering an anchor from depth 0, pf_step_out_of_anchor
+        clears it on returning there; pf_test_rule keeps `*am = a` with the match)."""
+        last, last_anchor = None, None
         for r in rules:
             if r.action == "anchor":
                 if depth < 8 and r.anchor in self.pf_anchors and r.matches(pkt):
-                    m, q = self._pf_eval(self.pf_anchors[r.anchor], pkt, depth + 1)
+                    m, q, _inner = self._pf_eval(self.pf_anchors[r.anchor], pkt, depth + 1)
                     if m is not None:
                         last = m
+                        last_anchor = r if depth == 0 else None
                         if q or r.quick:
-                            return last, True
+                            return last, True, last_anchor
                 continue
             r.evaluations += 1
             if r.matches(pkt):
-                last = r
+                last, last_anchor = r, None
                 if r.quick:
-                    return last, True
-        return last, False
+                    return last, True, last_anchor
+        return last, False, last_anchor
 
     def _pf_test(self, pkt, flow):
         key = (pkt["af"], pkt["proto"], pkt["src"], pkt.get("sport"), pkt["dst"], pkt.get("dport"))
@@ -473,10 +478,9 @@ class Kernel:
         sid = LB.STATELESS_ID
         if st is not None:
             rule, sid = st["rule"], st["id"]      # a state keeps its rule (r = s->rule.ptr)
-            st["packets"] += 1
             pkt["stateful"] = True
         else:
-            rule, _ = self._pf_eval(self.pf_main, pkt)
+            rule, _quick, anchor_rule = self._pf_eval(self.pf_main, pkt)
             if rule is None:
                 return "pass"                    # pf's default rule passes
             if rule.action == "block":
@@ -487,8 +491,11 @@ class Kernel:
             if rule.keep_state and not (pkt["proto"] == 6 and "S" not in pkt.get("flags", "S")):
                 counter = self.pf_counter        # alloc_unr64(&V_pf_stateid)
                 self.pf_counter += 1
-                st = {"id": state_id(counter), "counter": counter, "rule": rule, "key": key, "packets": 1,
-                      "iface": pkt["iface"], "dir": pkt["dir"], "created": time.time()}
+                # the state keeps its rule and the anchor rule it was found through (s->rule,
+                # s->anchor): pfctl -ss -vv prints their numbers as they were when it was created
+                st = {"id": state_id(counter), "counter": counter, "rule": rule, "anchor": anchor_rule,
+                      "key": key, "packets": 0, "bytes": 0, "iface": pkt["iface"], "dir": pkt["dir"],
+                      "created": time.time(), "last": time.time()}
                 self.pf_states[key] = st
                 rule.states_cur += 1
                 rule.states_tot += 1
@@ -498,6 +505,10 @@ class Kernel:
                     flow["counter"] = counter
         rule.packets[0 if pkt["dir"] == "in" else 1] += 1
         rule.bytes[0 if pkt["dir"] == "in" else 1] += pkt.get("len", 60)
+        if st is not None:
+            st["packets"] += 1                   # the generator's packets all go one way
+            st["bytes"] += pkt.get("len", 60)
+            st["last"] = time.time()
         self._hit(rule.text())
         if rule.divert_port and not pkt.get("looped"):
             # pf diverts both families (one pf_test; ip_divert.c reinjects IPv6 too) (V)
@@ -629,12 +640,12 @@ class Kernel:
             return {"ok": ok, "inflight": len(self.inflight), "swallowed_now": len(left)}
 
     # ------------------------------------------------------------------ traffic
-    def traffic_start(self, rate, long_share=0.1, crash_after=None):
+    def traffic_start(self, rate, long_share=0.1, crash_after=None, long_duration=(20, 60)):
         self.traffic_stop()
         self.traffic_error = None
         self.stop_traffic = threading.Event()
-        t = threading.Thread(target=self._traffic, args=(rate, self.stop_traffic, long_share, crash_after),
-                             daemon=True)
+        t = threading.Thread(target=self._traffic, args=(rate, self.stop_traffic, long_share, crash_after,
+                                                         long_duration), daemon=True)
         self.traffic_thread = t
         t.start()
 
@@ -656,9 +667,11 @@ class Kernel:
             return "the traffic generator thread ended without being stopped"
         return None
 
-    def _traffic(self, rate, stop, long_share, crash_after):
+    def _traffic(self, rate, stop, long_share, crash_after, long_duration=(20, 60)):
         """New flows at `rate` per second; most are short (3-8 packets, one per tick), a share
-        is long-lived (20-60 s, one packet every 1-3 s), so a remap during a run shows."""
+        is long-lived (`long_duration` seconds, by default 20-60, one packet every 1-3 s), so a
+        remap during a run shows."""
+        lo_ticks, hi_ticks = int(long_duration[0] / 0.05), int(long_duration[1] / 0.05)
         active = []
         try:
             rnd = random.Random(hash(self.name) & 0xffff)
@@ -675,7 +688,7 @@ class Kernel:
                         f = self.new_flow(rnd)
                         if rnd.random() < long_share:
                             f["interval"] = rnd.randint(20, 60)             # ticks: 1-3 s
-                            f["left"] = max(2, rnd.randint(400, 1200) // f["interval"])
+                            f["left"] = max(2, rnd.randint(lo_ticks, hi_ticks) // f["interval"])
                         else:
                             f["interval"] = 1
                         heapq.heappush(active, (tickno, f["uid"], f))
