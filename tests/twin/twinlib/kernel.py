@@ -165,7 +165,8 @@ class Kernel:
                 self.divstat = dict(diverted=0, noport=0, outbound=0, inbound=0)
                 self.undiverted_carried = 0
                 self.undiverted_details_carried = []
-                self.details = dict(withdraw_violations=[], swallowed=[], flows_remapped=[], dropped_full=[])
+                self.details = dict(withdraw_violations=[], swallowed=[], flows_remapped=[], dropped_full=[],
+                                    dropped_noport=[])
 
     def shutdown_rules(self):
         """Shutdown: rules, states and what is in flight go with the kernel's memory. Withdrawn
@@ -565,6 +566,8 @@ class Kernel:
             target = g.plain
         if target is None:
             self.counters["dropped_noport"] += 1
+            self._detail("dropped_noport", {"port": port, "rule": key, "flow": flow.get("uid") if flow else None,
+                                            "stateful": bool(pkt.get("stateful")), "time": time.time()})
             self.divstat["noport"] += 1
             return "drop-noport"
         self.pktseq += 1
@@ -787,6 +790,7 @@ class Kernel:
                         swallowed_details=list(self.details["swallowed"]),
                         flows_remapped_details=list(self.details["flows_remapped"]),
                         dropped_full_details=list(self.details["dropped_full"]),
+                        dropped_noport_details=list(self.details["dropped_noport"]),
                         sockets=socks, port_packets=per_port, rule_hits=dict(self.rule_hits),
                         groups={str(p): {"count": len(g.members), "plain": g.plain is not None,
                                          "members": [x.id for x in g.members]}
