@@ -253,7 +253,9 @@ class OpnsenseIdsDriver(Driver):
         return self.service_name
 
     def settings(self, consumer, port):
-        return {"enabled": "1", "ips": "1", "mode": "divert", "divert_listeners": str(consumer["sockets"])}
+        # OPNsense.IDS.general as of model 1.1.2 (26.1): `mode` replaced the `ips` flag (migration
+        # M1_1_2), which the model no longer has and OPNsense would drop at its next save
+        return {"enabled": "1", "mode": "divert", "divert_listeners": str(consumer["sockets"])}
 
     def program(self, consumer):
         return [SURICATA]

@@ -38,7 +38,7 @@ from ansible_collections.divert.fleet.plugins.module_utils._host_consumers impor
 from ansible_collections.divert.fleet.plugins.module_utils._host_drivers import driver_for
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import HostError, sysrc_values, text_diff
 from ansible_collections.divert.fleet.plugins.module_utils._host_parse import (
-    parse_pf_states, pf_anchor_number, rewrite_divert_ports)
+    parse_pf_states, rewrite_divert_ports)
 from ansible_collections.divert.fleet.plugins.module_utils._host_rules import apply_rules
 from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import (
     _json_table, _try_read_divert_sockets, incomplete_groups, read_divert_sockets, wait_for_groups)
@@ -440,23 +440,26 @@ def drain(host, backend, ports, old_rules, since, timeout, log, interval=1.0):
 
     pf states keep the rule that created them across reloads (freebsd-facts.md, pf), so after
     the switch the established flows still divert to the old port. `pfctl -ss -vv` prints with
-    each state the number of the anchor rule and of the rule in that anchor it was created
-    under (pf_print_state.c); `old_rules` are the numbers, in the anchor as it was loaded before
-    the switch, of the rules that diverted to `ports`. States younger than the switch were
-    created by the new rules. Inferred, not measured on a kernel: that a state's rule number
-    still names its rule after the anchor was reloaded (the number is copied into the state
-    when it is created). ipfw keeps no state for a divert rule: its flows follow the swap at
-    once, so only packets in flight are waited for.
+    each state `anchor N, rule M` (pf_print_state.c): the main ruleset's anchor rule the state
+    was created through (absent for a rule of the main ruleset itself) and the creating rule's
+    number in that anchor, both as the kernel exports them from the state's rule pointers
+    (pf_state_export), so the numbers of the rulesets as they were when the state was created.
+    `old_rules` are the numbers, in the anchor as it was loaded before the switch, of the rules
+    that diverted to `ports`; states younger than the switch were created by the new rules.
+    States of the main ruleset are never ours; the anchor's own number is not compared, because
+    a main ruleset loaded since the state was created (OPNsense regenerates it whenever its
+    configuration is applied) may have moved it: a state of another anchor with the same rule
+    number makes the drain wait longer, never end too early. ipfw keeps no state for a divert
+    rule: its flows follow the swap at once, so only packets in flight are waited for.
     """
     start = host.clock()
     if backend.name != "pf":
         host.sleep(min(1.0, timeout))
         return {"left": 0, "seconds": 0, "text": "ipfw: flows follow the swap at once (no state); port(s) %s "
                 "drained of packets in flight" % ", ".join(map(str, ports))}
-    anchor_nr = pf_anchor_number(host.run(["pfctl", "-sr", "-vv"])[1], backend.anchor)
     last_log = None
     while True:
-        left = _count_states(host, backend, old_rules, since, anchor_nr)
+        left = _count_states(host, backend, old_rules, since)
         waited = host.clock() - start
         if not left:
             return {"left": 0, "seconds": int(waited), "text": "port(s) %s drained in %d s: no pf state of theirs "
@@ -472,11 +475,9 @@ def drain(host, backend, ports, old_rules, since, timeout, log, interval=1.0):
         host.sleep(interval)
 
 
-def _count_states(host, backend, old_rules, since=None, anchor_nr=None):
-    """pf states created under our anchor by the rules numbered `old_rules` (before `since`, the
-    Unix time of the switch, when given); None when pfctl cannot say."""
-    if anchor_nr is None:
-        anchor_nr = pf_anchor_number(host.run(["pfctl", "-sr", "-vv"])[1], backend.anchor)
+def _count_states(host, backend, old_rules, since=None):
+    """pf states created inside an anchor by the rules numbered `old_rules` (before `since`, the
+    Unix time of the switch, when given); None when pfctl cannot say. See `drain`."""
     rc, out, _err = host.run(["pfctl", "-ss", "-vv"])
     if rc != 0:
         return None
@@ -486,8 +487,8 @@ def _count_states(host, backend, old_rules, since=None, anchor_nr=None):
     for state in parse_pf_states(out):
         if state["rule"] is None or state["rule"] not in old:
             continue
-        if anchor_nr is not None and state["anchor"] is not None and state["anchor"] != anchor_nr:
-            continue
+        if state["anchor"] is None:
+            continue  # created by a rule of the main ruleset, not of an anchor
         if elapsed is not None and state["age"] is not None and state["age"] + 1 < elapsed:
             continue  # created after the switch, by the new rules
         count += 1

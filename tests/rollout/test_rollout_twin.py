@@ -17,87 +17,11 @@ import warnings
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TWIN = os.path.join(ROOT, "tests", "twin")
-BIN = os.path.dirname(sys.executable)
-EXAMPLE = os.path.join(ROOT, "examples", "fleet.yml")
-# Every counter of the twin's report that a rollout must leave at 0 (tests/twin/README.md).
-LOSS = ("dropped_noport", "dropped_nodivert", "dropped_full", "swallowed", "flows_remapped",
-        "flows_undiverted", "incomplete_loads", "withdraw_violations")
-# A DNS flow that fw-edge-01's classify-dns rule diverts to the classifier (port 8400).
-DNS_FLOW = dict(af=4, proto=17, src="198.18.0.1", sport=50000, dst="203.0.113.53", dport=53,
-                iface="igb0", dir="in")
+from rollout_helpers import (  # noqa: E402
+    BIN, DNS_FLOW, EXAMPLE, LOSS, ROOT, TWIN, growth, host_call, losses, needs_twin, on_host, recap, report, site,
+    twinctl, wait_until)
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare") or not os.path.exists(os.path.join(BIN, "ansible-playbook")),
-    reason="the twin needs root, unshare and ansible-playbook beside this Python")
-
-
-def twinctl(root, command, *args):
-    out = subprocess.run([sys.executable, os.path.join(TWIN, "twinctl"), command, "--root", root] + list(args),
-                         check=True, stdout=subprocess.PIPE, universal_newlines=True)
-    return out.stdout
-
-
-def on_host(root, host, *command):
-    """stdout of a command on a twin host; a failing command (an anchor not loaded yet) gives ''."""
-    out = subprocess.run([sys.executable, os.path.join(TWIN, "twinctl"), "exec", "--root", root, "--host", host,
-                          "--"] + list(command), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         universal_newlines=True)
-    return out.stdout if out.returncode == 0 else ""
-
-
-def report(root):
-    return json.loads(twinctl(root, "report", "--format", "json", "--drain"))
-
-
-def losses(rep):
-    return dict((k, rep[k]) for k in LOSS)
-
-
-def growth(before, after):
-    """Per host, how much each loss counter grew between two reports."""
-    return dict((host, dict((k, after["hosts"][host][k] - before["hosts"][host][k]) for k in LOSS))
-                for host in after["hosts"])
-
-
-def host_call(root, host, **request):
-    """A request to one twin host's kernel (a deterministic flow, for instance)."""
-    sys.path.insert(0, TWIN)
-    from twinlib import proto
-    reply = proto.call(request, os.path.join(root, host))
-    assert "error" not in reply, reply
-    return reply
-
-
-def site(root, spec, *extra):
-    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
-    return subprocess.run([os.path.join(BIN, "ansible-playbook"), "divert.fleet.site", "-i",
-                           os.path.join(root, "inventory.yml"), "-e", "fleet_spec=%s" % spec] + list(extra),
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True)
-
-
-def recap(output):
-    """{host: {'ok': n, 'changed': n, 'failed': n}} from a play recap."""
-    hosts = {}
-    for line in output.split("PLAY RECAP")[-1].splitlines():
-        if ":" in line and "ok=" in line:
-            name, counts = line.split(":", 1)
-            hosts[name.strip()] = dict((k, int(v)) for k, v in (p.split("=") for p in counts.split()))
-    return hosts
-
-
-def wait_until(predicate, timeout=30.0, what="condition"):
-    """Poll an observable event (the twin has no push channel for rule loads)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
-    raise AssertionError("timed out waiting for %s" % what)
+pytestmark = needs_twin
 
 
 @pytest.fixture(scope="module")

@@ -64,13 +64,6 @@ def test_kld_texts(host):
     assert r.returncode == 1 and r.stderr == "sysctl: unknown oid 'net.inet.nosuch'\n"
 
 
-def test_suricata_stub_binds_listeners(host):
-    host.sh("kldload ipdivert && sysrc -q suricata_enable=YES suricata_divertport=8000 suricata_divert_listeners=5", check=True)
-    assert host.sh("service suricata start").returncode == 0
-    host.wait_sockets(8000, 5)
-    assert host.sh("sockstat -4 -P divert -p 8000 -q").stdout.count("*:8000") == 5
-
-
 def test_fault_bind_only_k(host):
     host.twinctl("fault", "--host", "fbsd", "--service", "twinconsumer", "--bind-only", "2")
     divert_setup(host, 2)

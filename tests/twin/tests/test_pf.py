@@ -86,7 +86,10 @@ def test_pfctl_labels_and_states(host):
     lab = host.sh("pfctl -sl").stdout.split()
     assert lab[0] == "x" and lab[2] == "3" and lab[8] == "1"
     ss = host.sh("pfctl -ss -vv").stdout
-    assert "all tcp 192.0.2.10:40000 -> 10.1.2.3:80" in ss and "id: " in ss and "creatorid:" in ss
+    # an inbound state: its destination, `<-`, its source (print_state prints the wire key's addr[1] first)
+    assert "all tcp 10.1.2.3:80 <- 192.0.2.10:40000       ESTABLISHED:ESTABLISHED" in ss
+    assert "id: " in ss and "creatorid:" in ss
+    assert ", 3:0 pkts, " in ss and ", rule 0\n" in ss and ", anchor" not in ss   # a main-ruleset rule
 
 
 def test_fact_pf_diverts_only_passed_packets(host):
@@ -168,3 +171,29 @@ def test_fact_set_skip_on_interface_is_not_filtered(host):
     assert host.flow(packets=1, iface="igb1", sport=40002)["verdicts"] == ["divert"]
     rep = host.report()
     assert rep["flows_undiverted"] == 0           # skipped interfaces are the operator's choice
+
+
+def test_fact_states_print_the_anchor_and_rule_numbers_they_were_created_under(host):
+    """pf_print_state.c: `age ..., expires in ..., P:P pkts, B:B bytes, anchor N, rule M`; the kernel
+    exports `st->anchor.ptr->nr` and `st->rule.ptr->nr`, so a state keeps the numbers of the rules it
+    was created under (replaced rules stay alive with their numbers) after both rulesets are reloaded.
+    `pfctl -sr -vv` prints `@N ` before each rule (print_rule's verbose is PF_OPT_VERBOSE2), -v does not."""
+    divert_setup(host, 1)
+    host.pf_load('pass out all keep state\nanchor "fleet"\n')
+    host.pf_load("pass in quick proto udp to port 53 divert-to 8000\n"
+                 "pass in quick proto tcp to port 80 divert-to 8000\n", anchor="fleet")
+    assert "@1 anchor \"fleet\" all" in host.sh("pfctl -sr -vv").stdout.splitlines()
+    assert not any(line.startswith("@") for line in host.sh("pfctl -sr -v").stdout.splitlines())
+    host.flow(packets=2, end=False, name="old", sport=41000)
+    host.pf_load("pass in quick proto icmp divert-to 8000\npass in quick proto udp to port 53 divert-to 8000\n"
+                 "pass in quick proto tcp to port 80 divert-to 8000\n", anchor="fleet")
+    host.pf_load('pass out all keep state\npass in quick on lo0 all\nanchor "fleet"\n')
+    host.flow(packets=1, end=False, name="new", sport=42000)
+    assert host.sh("pfctl -a fleet -sr -vv").stdout.splitlines()[-2].startswith("@2 pass in quick proto tcp")
+    states = host.sh("pfctl -ss -vv").stdout
+    old = states[states.index("192.0.2.10:41000"):].splitlines()
+    new = states[states.index("192.0.2.10:42000"):].splitlines()
+    assert old[2].endswith(", 2:0 pkts, 120:0 bytes, anchor 1, rule 1"), old
+    assert old[2].startswith("   age 00:00:0") and ", expires in 23:59:5" in old[2], old
+    assert new[2].endswith(", 1:0 pkts, 60:0 bytes, anchor 2, rule 2"), new
+    assert old[3].startswith("   id: ") and " creatorid: " in old[3]

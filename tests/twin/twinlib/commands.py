@@ -125,7 +125,8 @@ def pfctl(k, argv, files, stdin):
             else:
                 rules = k.pf_main
             for r in rules:
-                out.append(("@%d " % r.nr if verbose else "") + r.text() + "\n")
+                # print_rule(..., opts & PF_OPT_VERBOSE2, ...): "@nr " only with -vv
+                out.append(("@%d " % r.nr if verbose > 1 else "") + r.text() + "\n")
                 if verbose:
                     out.append("  [ Evaluations: %-8d Packets: %-8d Bytes: %-10d States: %-6d]\n"
                                % (r.evaluations, sum(r.packets), sum(r.bytes), r.states_cur))
@@ -145,19 +146,9 @@ def pfctl(k, argv, files, stdin):
             for lab, a in agg.items():
                 out.append("%s %s\n" % (lab, " ".join(str(x) for x in a)))
         elif what in ("states", "s"):
+            now = time.time()
             for st in k.pf_states.values():
-                af, p, src, sp, dst, dp = st["key"]
-                pn = pf.PROTONAMES.get(p, str(p))
-                fmt = (lambda a, pt: ("%s:%s" % (a, pt) if af == 4 else "%s[%s]" % (a, pt)) if pt is not None else a)
-                stname = "ESTABLISHED:ESTABLISHED" if p == 6 else ("MULTIPLE:SINGLE" if p == 17 else "0:0")
-                out.append("all %s %s %s %s       %s\n" % (pn, fmt(src, sp), "->" if st["dir"] == "in" else "<-", fmt(dst, dp), stname))
-                if verbose:
-                    age = int(time.time() - st["created"])
-                    out.append("   age %02d:%02d:%02d, expires in 24:00:00, %d:0 pkts, %d:0 bytes, rule %d\n"
-                               % (age // 3600, age // 60 % 60, age % 60, st["packets"], st["packets"] * 60, st["rule"].nr))
-                if verbose > 1:
-                    # print_state: be64toh(s->id), i.e. the counter
-                    out.append("   id: %016x creatorid: %08x\n" % (st["counter"], 0x74776e31))
+                out.append(_print_state(st, verbose, now))
         elif what in ("info", "i"):
             since = int(time.time()) - k.pf_since if k.pf_enabled and k.pf_since else 0
             d, h, m, s = since // 86400, since // 3600 % 24, since // 60 % 60, since % 60
@@ -174,6 +165,62 @@ def pfctl(k, argv, files, stdin):
         else:
             return 1, "", "pfctl: Unknown show modifier '%s'\n" % what
     return 0, "".join(out), "".join(err)
+
+
+# pf's default timeouts (pfctl -st): the state's expiry counts down from its last packet
+_TIMEOUTS = {6: 86400, 17: 60, 1: 10, 58: 10}
+_PFOTHERS = ("NO_TRAFFIC", "SINGLE", "MULTIPLE")
+
+
+def _print_state(st, verbose, now):
+    """One state as sbin/pfctl/pf_print_state.c print_state() prints it.
+
+    First line: interface ("all": floating states), protocol, then for an inbound state the
+    destination `<-` the source, for an outbound one the source `->` the destination (the wire
+    key holds the source at index 0 inbound, 1 outbound; print_state prints addr[1] first),
+    ports as `:P` (inet) or `[P]` (inet6), and the peers' state levels. With -v: TCP's sequence
+    window line, then `age`, `expires in`, `P:P pkts, B:B bytes`, `anchor N` (the main ruleset's
+    anchor rule the state was created through, omitted when there is none) and `rule M` (the
+    creating rule's number in its own ruleset), both as the kernel exports them from the state's
+    rule pointers (pf_state_export: `st->anchor.ptr->nr`, `st->rule.ptr->nr`): rules a reload
+    replaced stay alive with the numbers they had. With -vv: `id: %016jx creatorid: %08x`."""
+    af, p, src, sp, dst, dp = st["key"]
+    pn = pf.PROTONAMES.get(p, str(p))
+
+    def host(a, port):
+        if port is None:
+            return a
+        return "%s:%d" % (a, port) if af == 4 else "%s[%d]" % (a, port)
+    if st["dir"] == "in":
+        pair = "%s <- %s" % (host(dst, dp), host(src, sp))
+    else:
+        pair = "%s -> %s" % (host(src, sp), host(dst, dp))
+    # the generator's packets go one way: the initiating peer has sent, the other not
+    if p == 6:
+        levels = "ESTABLISHED:ESTABLISHED"
+    elif p in (1, 58):
+        levels = "0:0"
+    else:
+        sender, other = _PFOTHERS[1], _PFOTHERS[0]
+        levels = "%s:%s" % ((other, sender) if st["dir"] == "in" else (sender, other))
+    lines = ["all %s %s       %s\n" % (pn, pair, levels)]
+    if verbose:
+        if p == 6:
+            seq = (st["counter"] * 2654435761) & 0xffffffff
+            lines.append("   [%d + 65535]  [%d + 65535]\n" % (seq, (seq ^ 0x5a5a5a5a) & 0xffffffff))
+        age = max(0, int(now - st["created"]))
+        expire = max(0, int(_TIMEOUTS.get(p, 60) - (now - st.get("last", st["created"]))))
+        text = "   age %02d:%02d:%02d, expires in %02d:%02d:%02d, %d:0 pkts, %d:0 bytes" % (
+            age // 3600, age // 60 % 60, age % 60, expire // 3600, expire // 60 % 60, expire % 60,
+            st["packets"], st.get("bytes", 0))
+        if st.get("anchor") is not None:
+            text += ", anchor %d" % st["anchor"].nr
+        text += ", rule %d" % st["rule"].nr
+        lines.append(text + "\n")
+    if verbose > 1:
+        # print_state: be64toh(s->id), i.e. the counter
+        lines.append("   id: %016x creatorid: %08x\n" % (st["counter"], 0x74776e31))
+    return "".join(lines)
 
 
 # ---------------------------------------------------------------------------- ipfw
@@ -634,15 +681,17 @@ def kldload(k, argv, files, stdin):
     names = [a for a in argv if not a.startswith("-")]
     nflag = any("n" in f for f in flags)
     vflag = any("v" in f for f in flags)
+    # -q: "Silence any extraneous warnings" (kldload(8)); the exit status stays
+    quiet = any("q" in f for f in flags)
     out, err = [], []
     for a in names:
         m = _modname(a)
         if m not in MODFILES:
-            return 1, "".join(out), "kldload: can't load %s: No such file or directory\n" % a
+            return 1, "".join(out), "" if quiet else "kldload: can't load %s: No such file or directory\n" % a
         if m in k.modules:
             if nflag:
                 continue
-            return 1, "".join(out), "kldload: can't load %s: module already loaded or in kernel\n" % a
+            return 1, "".join(out), "" if quiet else "kldload: can't load %s: module already loaded or in kernel\n" % a
         k.load_module(m)
         if vflag:
             out.append("Loaded %s, id=%d\n" % (a, 2 + sorted(MODFILES).index(m)))

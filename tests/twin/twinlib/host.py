@@ -9,7 +9,7 @@ import time
 
 TWIN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TWIN)
-from twinlib import proto  # noqa: E402
+from twinlib import opnsense, proto  # noqa: E402
 
 SBIN_TOOLS = ["pfctl", "ipfw", "sysctl", "kldload", "kldunload", "kldstat", "sysrc", "service",
               "daemon", "reboot", "shutdown", "rcorder"]
@@ -80,11 +80,30 @@ def create_fs(root, name, flavour):
            'PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH}\nexport PYTHONPATH\nexec %s "$@"\n'
            % (os.path.join(TWIN, "shim"), py), 0o755)
     os.makedirs(os.path.join(local, "etc", "rc.conf.d"), exist_ok=True)
+    # Suricata from packages: its configuration (FreeBSD: the port's sample copied into place;
+    # OPNsense: rewritten by the template OPNsense/IDS) and its log directory
+    _write(os.path.join(local, "etc", "suricata", "suricata.yaml"),
+           "%YAML 1.1\n---\n# the twin's Suricata reads no setting from this file; it must exist\n")
+    os.makedirs(os.path.join(fs, "conf"), exist_ok=True)   # /conf: OPNsense's configuration
     if flavour == "opnsense":
         os.makedirs(os.path.join(local, "etc", "inc", "plugins.inc.d"), exist_ok=True)
         os.makedirs(os.path.join(local, "etc", "rc.syshook.d", "early"), exist_ok=True)
         _write(os.path.join(local, "sbin", "configctl"),
                '#!/bin/sh\nexec %s -I -S %s configctl "$@"\n' % (py, os.path.join(TWIN, "twinlib", "tools.py")), 0o755)
+        _write(os.path.join(fs, "conf", "config.xml"), opnsense.DEFAULT_CONFIG % {"hostname": name}, 0o640)
+        os.makedirs(os.path.join(fs, "conf", "backup"), exist_ok=True)
+        # rc.syshook.d/early/15-templates: every configd template regenerated at boot, before the
+        # filter and the services (opnsense/core src/etc/rc.syshook.d/early/15-templates)
+        _write(os.path.join(local, "etc", "rc.syshook.d", "early", "15-templates"),
+               "#!/bin/sh\n# twin: OPNsense regenerates every template here (template_ctl.py '*')\n"
+               "echo -n \"Generating configuration: \"\n/usr/local/sbin/configctl template reload '*'\n", 0o755)
+        # the script OPNsense's template names as suricata_setup (scripts/suricata/setup.sh)
+        _write(os.path.join(local, "opnsense", "scripts", "suricata", "setup.sh"),
+               "#!/bin/sh\n# twin: OPNsense's scripts/suricata/setup.sh\n"
+               "for d in /var/log/suricata /usr/local/etc/suricata/conf.d; do\n"
+               "\tmkdir -p $d && chmod -R 0700 $d\ndone\n"
+               "touch /usr/local/etc/suricata/installed_rules.yaml\n"
+               "# always load ipdivert so inline mode is available\nkldload -q ipdivert || true\n", 0o755)
     os.makedirs(os.path.join(hd, "bin"), exist_ok=True)
     _write(os.path.join(hd, "bin", "python"),
            '#!/bin/sh\n# twin host %s: run Python inside the host (its mount namespace)\n'

@@ -165,7 +165,8 @@ class Kernel:
                 self.divstat = dict(diverted=0, noport=0, outbound=0, inbound=0)
                 self.undiverted_carried = 0
                 self.undiverted_details_carried = []
-                self.details = dict(withdraw_violations=[], swallowed=[], flows_remapped=[], dropped_full=[])
+                self.details = dict(withdraw_violations=[], swallowed=[], flows_remapped=[], dropped_full=[],
+                                    dropped_noport=[])
 
     def shutdown_rules(self):
         """Shutdown: rules, states and what is in flight go with the kernel's memory. Withdrawn
@@ -449,22 +450,27 @@ class Kernel:
         self.rule_hits[key] = self.rule_hits.get(key, 0) + 1
 
     def _pf_eval(self, rules, pkt, depth=0):
-        last = None
+        """(last matching rule, quick, anchor rule): the anchor rule is the rule of the main
+        ruleset whose anchor the match was found in, None for a rule of the main ruleset itself
+        (pf_step_into_anchor sets `a` on entering an anchor from depth 0, pf_step_out_of_anchor
+        clears it on returning there; pf_test_rule keeps `*am = a` with the match)."""
+        last, last_anchor = None, None
         for r in rules:
             if r.action == "anchor":
                 if depth < 8 and r.anchor in self.pf_anchors and r.matches(pkt):
-                    m, q = self._pf_eval(self.pf_anchors[r.anchor], pkt, depth + 1)
+                    m, q, _inner = self._pf_eval(self.pf_anchors[r.anchor], pkt, depth + 1)
                     if m is not None:
                         last = m
+                        last_anchor = r if depth == 0 else None
                         if q or r.quick:
-                            return last, True
+                            return last, True, last_anchor
                 continue
             r.evaluations += 1
             if r.matches(pkt):
-                last = r
+                last, last_anchor = r, None
                 if r.quick:
-                    return last, True
-        return last, False
+                    return last, True, last_anchor
+        return last, False, last_anchor
 
     def _pf_test(self, pkt, flow):
         key = (pkt["af"], pkt["proto"], pkt["src"], pkt.get("sport"), pkt["dst"], pkt.get("dport"))
@@ -473,10 +479,9 @@ class Kernel:
         sid = LB.STATELESS_ID
         if st is not None:
             rule, sid = st["rule"], st["id"]      # a state keeps its rule (r = s->rule.ptr)
-            st["packets"] += 1
             pkt["stateful"] = True
         else:
-            rule, _ = self._pf_eval(self.pf_main, pkt)
+            rule, _quick, anchor_rule = self._pf_eval(self.pf_main, pkt)
             if rule is None:
                 return "pass"                    # pf's default rule passes
             if rule.action == "block":
@@ -487,8 +492,11 @@ class Kernel:
             if rule.keep_state and not (pkt["proto"] == 6 and "S" not in pkt.get("flags", "S")):
                 counter = self.pf_counter        # alloc_unr64(&V_pf_stateid)
                 self.pf_counter += 1
-                st = {"id": state_id(counter), "counter": counter, "rule": rule, "key": key, "packets": 1,
-                      "iface": pkt["iface"], "dir": pkt["dir"], "created": time.time()}
+                # the state keeps its rule and the anchor rule it was found through (s->rule,
+                # s->anchor): pfctl -ss -vv prints their numbers as they were when it was created
+                st = {"id": state_id(counter), "counter": counter, "rule": rule, "anchor": anchor_rule,
+                      "key": key, "packets": 0, "bytes": 0, "iface": pkt["iface"], "dir": pkt["dir"],
+                      "created": time.time(), "last": time.time()}
                 self.pf_states[key] = st
                 rule.states_cur += 1
                 rule.states_tot += 1
@@ -498,6 +506,10 @@ class Kernel:
                     flow["counter"] = counter
         rule.packets[0 if pkt["dir"] == "in" else 1] += 1
         rule.bytes[0 if pkt["dir"] == "in" else 1] += pkt.get("len", 60)
+        if st is not None:
+            st["packets"] += 1                   # the generator's packets all go one way
+            st["bytes"] += pkt.get("len", 60)
+            st["last"] = time.time()
         self._hit(rule.text())
         if rule.divert_port and not pkt.get("looped"):
             # pf diverts both families (one pf_test; ip_divert.c reinjects IPv6 too) (V)
@@ -554,6 +566,8 @@ class Kernel:
             target = g.plain
         if target is None:
             self.counters["dropped_noport"] += 1
+            self._detail("dropped_noport", {"port": port, "rule": key, "flow": flow.get("uid") if flow else None,
+                                            "stateful": bool(pkt.get("stateful")), "time": time.time()})
             self.divstat["noport"] += 1
             return "drop-noport"
         self.pktseq += 1
@@ -629,12 +643,12 @@ class Kernel:
             return {"ok": ok, "inflight": len(self.inflight), "swallowed_now": len(left)}
 
     # ------------------------------------------------------------------ traffic
-    def traffic_start(self, rate, long_share=0.1, crash_after=None):
+    def traffic_start(self, rate, long_share=0.1, crash_after=None, long_duration=(20, 60)):
         self.traffic_stop()
         self.traffic_error = None
         self.stop_traffic = threading.Event()
-        t = threading.Thread(target=self._traffic, args=(rate, self.stop_traffic, long_share, crash_after),
-                             daemon=True)
+        t = threading.Thread(target=self._traffic, args=(rate, self.stop_traffic, long_share, crash_after,
+                                                         long_duration), daemon=True)
         self.traffic_thread = t
         t.start()
 
@@ -656,9 +670,11 @@ class Kernel:
             return "the traffic generator thread ended without being stopped"
         return None
 
-    def _traffic(self, rate, stop, long_share, crash_after):
+    def _traffic(self, rate, stop, long_share, crash_after, long_duration=(20, 60)):
         """New flows at `rate` per second; most are short (3-8 packets, one per tick), a share
-        is long-lived (20-60 s, one packet every 1-3 s), so a remap during a run shows."""
+        is long-lived (`long_duration` seconds, by default 20-60, one packet every 1-3 s), so a
+        remap during a run shows."""
+        lo_ticks, hi_ticks = int(long_duration[0] / 0.05), int(long_duration[1] / 0.05)
         active = []
         try:
             rnd = random.Random(hash(self.name) & 0xffff)
@@ -675,7 +691,7 @@ class Kernel:
                         f = self.new_flow(rnd)
                         if rnd.random() < long_share:
                             f["interval"] = rnd.randint(20, 60)             # ticks: 1-3 s
-                            f["left"] = max(2, rnd.randint(400, 1200) // f["interval"])
+                            f["left"] = max(2, rnd.randint(lo_ticks, hi_ticks) // f["interval"])
                         else:
                             f["interval"] = 1
                         heapq.heappush(active, (tickno, f["uid"], f))
@@ -774,6 +790,7 @@ class Kernel:
                         swallowed_details=list(self.details["swallowed"]),
                         flows_remapped_details=list(self.details["flows_remapped"]),
                         dropped_full_details=list(self.details["dropped_full"]),
+                        dropped_noport_details=list(self.details["dropped_noport"]),
                         sockets=socks, port_packets=per_port, rule_hits=dict(self.rule_hits),
                         groups={str(p): {"count": len(g.members), "plain": g.plain is not None,
                                          "members": [x.id for x in g.members]}

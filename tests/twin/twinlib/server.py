@@ -208,7 +208,8 @@ class Server:
         if op == "report":
             return k.report()
         if op == "traffic_start":
-            k.traffic_start(float(req.get("rate", 20)), float(req.get("long_share", 0.1)), req.get("crash_after"))
+            k.traffic_start(float(req.get("rate", 20)), float(req.get("long_share", 0.1)), req.get("crash_after"),
+                            tuple(req.get("long_duration") or (20, 60)))
             return {"ok": True}
         if op == "traffic_stop":
             problem = k.traffic_problem()
@@ -228,6 +229,18 @@ class Server:
         if op == "fault_get":
             with k.lock:
                 return dict(k.faults.get(req.get("service") or "", {}))
+        if op == "suricata_knobs":
+            # the host's files are this daemon's (it runs in the host's mount namespace)
+            path = "/etc/twin-suricata.json"
+            try:
+                with open(path) as f:
+                    knobs = json.load(f)
+            except (OSError, ValueError):
+                knobs = {}
+            knobs.update(req.get("knobs") or {})
+            with open(path, "w") as f:
+                json.dump(knobs, f, sort_keys=True)
+            return {"ok": True, "knobs": knobs}
         if op == "reboot":
             self.reboot()
             return {"ok": True}
@@ -398,6 +411,10 @@ def setup_mounts(hostdir, standins):
     ov("/var", "/var", "var")
     os.makedirs("/boot", exist_ok=True)
     subprocess.run(["mount", "--bind", os.path.join(fs, "boot"), "/boot"], check=True)
+    # /conf: OPNsense's configuration (config.xml, backup/); an empty directory on FreeBSD hosts
+    os.makedirs(os.path.join(fs, "conf"), exist_ok=True)
+    os.makedirs("/conf", exist_ok=True)
+    subprocess.run(["mount", "--bind", os.path.join(fs, "conf"), "/conf"], check=True)
     # read-only overlays putting the command stand-ins first on FreeBSD's paths
     # (/sbin and /bin are symlinks to /usr/sbin and /usr/bin on the build machine)
     subprocess.run(["mount", "-t", "overlay", "overlay", "-o",

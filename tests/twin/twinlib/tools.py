@@ -7,7 +7,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from twinlib import proto  # noqa: E402
+from twinlib import opnsense, proto  # noqa: E402
 
 RC_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
 
@@ -356,6 +356,16 @@ def configctl(argv):
         return 0
     if args[:2] == ["filter", "sync"] or args[:1] == ["firmware"]:
         print("OK")
+        return 0
+    if args[:2] == ["template", "reload"] and len(args) == 3:
+        try:
+            print(opnsense.template_reload(args[2]))
+        except (OSError, ValueError) as exc:
+            # configd logs a template error and answers with it
+            print("Execute error: %s" % exc)
+        return 0
+    if args[:1] == ["ids"] and len(args) == 2:
+        print(opnsense.ids(args[1]))
         return 0
     print("Action not found")
     return 0

@@ -123,6 +123,34 @@ def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path)
     assert "probe_standby_enable" not in fake.rc_conf and fake.rc_conf["probe_sockets"] == "7"
 
 
+def test_the_drain_waits_for_anchor_states_only_whatever_the_anchors_number(tmp_path):
+    """pfctl -ss -vv prints `anchor N` only for states created inside an anchor (pf_print_state.c): a
+    state of the main ruleset with the same rule number is not ours and must not hold the drain; a state
+    of our rule whose anchor number is not the anchor's number now (the main ruleset was reloaded since
+    it was created) is ours and must."""
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    main_state = ("all tcp 198.51.100.7:22 <- 10.0.0.2:5000       ESTABLISHED:ESTABLISHED\n"
+                  "   age 01:00:00, expires in 23:59:00, 10:10 pkts, 600:600 bytes, rule 0\n"
+                  "   id: 6a1b000000000002 creatorid: 74776e31\n")
+    moved_state = ("all tcp 192.0.2.1:80 <- 10.0.0.1:4000       ESTABLISHED:ESTABLISHED\n"
+                   "   age 00:05:00, expires in 23:59:00, 10:10 pkts, 600:600 bytes, anchor 3, rule 0\n"
+                   "   id: 6a1b000000000001 creatorid: 74776e31\n")
+    fake.states_text = main_state + moved_state
+    polls = []
+
+    def moved_flow_ends(_argv):
+        polls.append(1)
+        if len(polls) >= 2:
+            fake.states_text = main_state
+    fake.on["pfctl -ss -vv"] = moved_flow_ends
+    fake.log[:] = []
+    result = unit(fake, host, [probe(sockets=5), appid()])
+    assert len(polls) >= 2 and any("drained in" in action for action in result["actions"]), result["actions"]
+    assert not result["warnings"]
+    assert "pfctl -sr -vv" not in fake.log
+
+
 def test_a_new_group_that_never_becomes_whole_leaves_the_host_as_it_was(tmp_path):
     fake, host = _fake(tmp_path)
     unit(fake, host, [probe(), appid()])
@@ -258,6 +286,7 @@ def test_opnsense_ids_is_configured_through_its_model(tmp_path):
     config = (tmp_path / "conf/config.xml").read_text()
     assert "<enabled>1</enabled>" in config and "<mode>divert</mode>" in config
     assert "<divert_listeners>4</divert_listeners>" in config and "<homenet>10.0.0.0/8</homenet>" in config
+    assert "<ips>" not in config  # not a field of the model since 1.1.2 (mode took its place)
     assert fake.index("configctl template reload OPNsense/IDS") < fake.index("configctl ids start")
     assert fake.index("configctl ids start") < fake.index("pfctl -o none -a divert_fleet -f")
     assert list((tmp_path / "conf/backup").iterdir())  # the previous config kept, as OPNsense does
