@@ -129,7 +129,7 @@ def _changed_files(before, after, migrated):
 def policy(driver_name, reload_method, standby_port, watch):
     """What kinds of change a consumer takes how, in words, for plan and for the module result."""
     restart = "a new group on %s (blue/green: nothing remaps, nothing goes uninspected)" % (
-        "port %s, then back" % standby_port) if standby_port else \
+        "the idle one of its port and standby port %s; the live port alternates" % standby_port) if standby_port else \
         "a restart in place, refused unless the play allows disruption (its flows remap, its traffic passes " \
         "undiverted or is dropped while it restarts)"
     text = ("sockets, port, settings, program%s: %s" % (

@@ -107,7 +107,9 @@ consumers:
       reasons: [/usr/local/etc/suricata/rules/local.rules changed]
       changed: true
       bound: 15
-      policy: "sockets, port, settings, program: a new group on port 8001, then back; ...: reload (SIGUSR2), no rebind"
+      policy: >-
+        sockets, port, settings, program: a new group on the idle one of its port and standby port 8001;
+        the live port alternates; ...: reload (SIGUSR2), no rebind
 actions:
   description: What was done (or would be done in check mode), in order.
   returned: always

@@ -118,7 +118,7 @@ consumers:
   sample:
     - {name: ips, driver: suricata, service: suricata_standby, port: 8010, standby_port: 8011, live_port: 8011,
        sockets: 7, action: switch, reasons: ["sockets 5 -> 7"], changed: true, bound: 7,
-       policy: "sockets, port, settings, program: a new group on port 8011, then back"}
+       policy: "sockets, port, settings, program: a new group on the idle one of its port and standby port 8011; the live port alternates"}
 live_ports:
   description: The port each consumer's serving group is on.
   returned: success

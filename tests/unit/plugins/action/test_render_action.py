@@ -147,7 +147,7 @@ def test_all_hosts_renders_the_fleet_in_one_validation(validations):
     for name, rendered in result["hosts"].items():
         assert rendered["text"] == _render.render(fleet.hosts[name])
         assert rendered["groups"] == dict((str(g.port), g.size) for g in fleet.hosts[name].groups())
-    assert result["hosts"]["fw-edge-02"]["groups"] == {"8010": 7, "8400": 3}
+    assert result["hosts"]["fw-edge-02"]["groups"] == {"8000": 7, "8400": 3}
     assert json.loads(json.dumps(result)) == result
 
 

@@ -34,7 +34,7 @@ def test_valid_spec():
     assert result["valid"] is True
     assert result["errors"] == [] and result["spec_warnings"] == []
     assert "warnings" not in result
-    assert result["summary"] == report.summary() == {"hosts": 4, "consumers": 2, "rules": 8}
+    assert result["summary"] == report.summary() == {"hosts": 4, "consumers": 3, "rules": 9}
     assert result["hosts"] == ["fw-edge-01", "fw-edge-02", "fw-branch-01", "fw-lab-01"]
     assert result["spec"] == FLEET
 

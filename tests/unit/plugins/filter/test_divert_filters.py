@@ -81,32 +81,32 @@ def test_rollout_summary_combines_render_and_module_results():
     fleet = validate_file(FLEET).fleet
     host = fleet.hosts["fw-edge-02"]
     rendered = {"backend": host.backend, "digest": host.digest(), "plan": _plan.host_plan(host)}
-    consumers = {"consumers": [{"name": "ips", "changed": True}, {"name": "classifier", "changed": False}],
-                 "sockets": {"8010": {"port": 8010, "bound": 7}, "8400": {"port": 8400, "bound": 2}}}
+    consumers = {"consumers": [{"name": "ids", "changed": True}, {"name": "classifier", "changed": False}],
+                 "sockets": {"8000": {"port": 8000, "bound": 7}, "8400": {"port": 8400, "bound": 2}}}
     rules = {"changed": False, "rules": ["a", "b", "c"]}
     summary = rollout_summary(rendered, consumers, rules)
     assert summary["ports"] == [
-        {"port": 8010, "live_port": 8010, "consumers": ["ips"], "declared": 7, "bound": 7, "receiving": 7},
+        {"port": 8000, "live_port": 8000, "consumers": ["ids"], "declared": 7, "bound": 7, "receiving": 7},
         {"port": 8400, "live_port": 8400, "consumers": ["classifier"], "declared": 3, "bound": 2, "receiving": 3}]
-    assert summary["rules_loaded"] == 3 and summary["consumers_changed"] == ["ips"]
+    assert summary["rules_loaded"] == 3 and summary["consumers_changed"] == ["ids"]
     assert summary["rules_changed"] is False and summary["failed"] is False
     assert summary["text"] == [
         "pf, digest %s: 3 rules loaded" % host.digest()[:12],
-        "port 8010 (ips): 7 of 7 sockets bound, 7 receive flows",
+        "port 8000 (ids): 7 of 7 sockets bound, 7 receive flows",
         "port 8400 (classifier): 2 of 3 sockets bound, 3 receive flows",
-        "consumers changed: ips"]
+        "consumers changed: ids"]
     with pytest.raises(AnsibleFilterError):
         rollout_summary({"plan": {}}, consumers, rules)
 
 
 def test_rollout_summary_of_one_unit_result_shows_the_serving_port():
     fleet = validate_file(FLEET).fleet
-    host = fleet.hosts["fw-edge-02"]
+    host = fleet.hosts["fw-branch-01"]
     rendered = {"backend": host.backend, "digest": host.digest(), "plan": _plan.host_plan(host)}
     result = {"changed": True, "rules": ["a", "b"], "live_ports": {"ips": 8011, "classifier": 8400},
               "consumers": [{"name": "ips", "changed": True, "action": "switch", "live_port": 8011, "port": 8010},
                             {"name": "classifier", "changed": False, "action": None, "live_port": 8400}],
-              "sockets": {"8011": {"port": 8011, "bound": 7}, "8400": {"port": 8400, "bound": 3}}}
+              "sockets": {"8011": {"port": 8011, "bound": 1}, "8400": {"port": 8400, "bound": 3}}}
     summary = rollout_summary(rendered, result)
-    assert summary["text"][1] == "port 8010, serving on 8011 (ips): 7 of 7 sockets bound, 7 receive flows"
+    assert summary["text"][1] == "port 8010, serving on 8011 (ips): 1 of 1 sockets bound, 1 receive flows"
     assert summary["consumers_changed"] == ["ips (switch)"] and summary["rules_loaded"] == 2

@@ -31,7 +31,7 @@ def run(capsys, *argv):
 def test_valid_spec_text(capsys):
     code, out, _err = run(capsys, "validate", FLEET)
     assert code == 0
-    assert out.strip().endswith("valid: 0 errors, 0 warnings (4 hosts, 2 consumers, 8 rules)")
+    assert out.strip().endswith("valid: 0 errors, 0 warnings (4 hosts, 3 consumers, 9 rules)")
 
 
 def test_invalid_spec_text_lines_are_compiler_style(capsys):
@@ -63,7 +63,7 @@ def test_strict_turns_warnings_into_failure(capsys, tmp_path):
     spec = tmp_path / "warn.yml"
     with open(FLEET) as handle:
         text = handle.read()
-    spec.write_text(text.replace("port: 8010", "port: 8000", 1))  # port-reserved on the OPNsense hosts
+    spec.write_text(text.replace("port: 8400", "port: 8100", 1))  # port-reserved on the OPNsense hosts
     assert run(capsys, "validate", str(spec))[0] == 0
     code, out, _err = run(capsys, "validate", str(spec), "--strict", "--format", "json")
     assert code == 1 and json.loads(out)["valid"] is False
@@ -126,7 +126,7 @@ def test_render_out_dir_writes_every_host(capsys, tmp_path):
 
 def test_plan_text_and_json(capsys):
     code, out, _err = run(capsys, "plan", FLEET, "--host", "fw-edge-01")
-    assert code == 0 and "wait until the kernel shows 15 sockets bound on port 8010" in out
+    assert code == 0 and "wait until the kernel shows 15 sockets bound on port 8000" in out
     code, out, _err = run(capsys, "plan", FLEET, "--format", "json")
     plans = json.loads(out)["hosts"]
     assert [p["host"] for p in plans] == ["fw-edge-01", "fw-edge-02", "fw-branch-01", "fw-lab-01"]

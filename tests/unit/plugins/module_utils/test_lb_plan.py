@@ -98,8 +98,8 @@ def test_plan_orders_bind_before_divert():
 def test_plan_groups_show_every_member_receiving():
     fleet = validate_file(os.path.join(EXAMPLES, "fleet.yml")).fleet
     groups = {g["port"]: g for g in _plan.host_plan(fleet.hosts["fw-edge-02"])["groups"]}
-    assert groups[8010]["size"] == 7 and groups[8010]["receiving"] == 7
-    assert groups[8010]["stateless_slot"] == 0x58C184BF % 7
+    assert groups[8000]["size"] == 7 and groups[8000]["receiving"] == 7
+    assert groups[8000]["stateless_slot"] == 0x58C184BF % 7
     assert groups[8400]["consumers"] == ["classifier"]
     lab = _plan.host_plan(fleet.hosts["fw-lab-01"])
     assert lab["steps"][-2]["action"] == "load" and "swap" in lab["steps"][-2]["text"]

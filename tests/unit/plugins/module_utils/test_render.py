@@ -179,4 +179,4 @@ def test_rendered_tokens_come_only_from_validated_text():
 
 def test_divert_ports_lists_each_port_once():
     host = validate_file(os.path.join(EXAMPLES, "fleet.yml")).fleet.hosts["fw-edge-02"]
-    assert _render.divert_ports(host) == [8010, 8400]
+    assert _render.divert_ports(host) == [8000, 8400]
