@@ -240,7 +240,6 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
         # the anchor as it is before the switch: its rule numbers name the old groups' pf states
         drains = removed or any(view.action == "switch" and view.bound_before for view in views)
         loaded_before = backend.canonical(backend.loaded_text()) if (backend and drains) else []
-        switched_at = time.time()
         if manage_rules:
             live_rules = rewrite_divert_ports(rules, mapping)
             rules_result = apply_rules(host, backend, live_rules, live_groups, platform=platform,
@@ -256,6 +255,9 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                 actions.append("withdrew %d rule(s) diverting to port(s) %s of removed consumers" % (
                     len(withdrawn), ", ".join(map(str, gone))))
         result["rules"] = rules_result["rules"]
+        # taken once the new rules are in force: a state the old rules created while the
+        # transaction ran is older than this, so the drain below waits for it too
+        switched_at = time.time()
     except HostError as exc:
         _roll_back(host, started, views, check_mode)
         raise UnitFailure(

@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import time
 
 import pytest
 
@@ -149,6 +150,37 @@ def test_the_drain_waits_for_anchor_states_only_whatever_the_anchors_number(tmp_
     assert len(polls) >= 2 and any("drained in" in action for action in result["actions"]), result["actions"]
     assert not result["warnings"]
     assert "pfctl -sr -vv" not in fake.log
+
+
+def test_the_drain_waits_for_a_state_the_old_rules_created_while_the_switch_ran(tmp_path, monkeypatch):
+    """The switch is a transaction that takes time; until it commits the old rules still create
+    states diverting to the old port. Such a state is younger than the start of the switch, but
+    older than its end: the drain must wait for it, or the old group stops under a live state."""
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    clock = {"now": 1000000.0}
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+    # created by the old rule 0 (divert-to 8000) two seconds before the slow load committed
+    during = ("all tcp 192.0.2.1:80 <- 10.0.0.9:4100       ESTABLISHED:ESTABLISHED\n"
+              "   age 00:00:02, expires in 23:59:00, 3:3 pkts, 180:180 bytes, anchor 0, rule 0\n"
+              "   id: 6a1b000000000009 creatorid: 74776e31\n")
+
+    def slow_load(_argv):
+        clock["now"] += 5.0  # the transaction ran 5 s
+        fake.states_text = during
+    polls = []
+
+    def flow_ends(_argv):
+        polls.append(1)
+        if len(polls) >= 2:
+            fake.states_text = ""
+    fake.on["pfctl -o none -a divert_fleet -f"] = slow_load
+    fake.on["pfctl -ss -vv"] = flow_ends
+    fake.log[:] = []
+    result = unit(fake, host, [probe(sockets=5), appid()])
+    assert len(polls) >= 2, result["actions"]
+    assert fake.log.index("service probe onestop") > max(
+        i for i, line in enumerate(fake.log) if line == "pfctl -ss -vv")
 
 
 def test_a_new_group_that_never_becomes_whole_leaves_the_host_as_it_was(tmp_path):
