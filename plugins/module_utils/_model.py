@@ -52,6 +52,10 @@ def _text(value):
 class Consumer:
     """A consumer as it runs on one host."""
 
+    # Slots: a fleet of 50,000 hosts resolves to hundreds of thousands of these and of Rule.
+    __slots__ = ("name", "port", "sockets", "lb", "service", "rc_vars", "ready_timeout", "reference", "description",
+                 "path", "options", "rc_vars_template")
+
     def __init__(self, name, port, sockets, lb, service, rc_vars, ready_timeout, reference, description, path,
                  options=None, rc_vars_template=None):
         self.name = name
@@ -94,6 +98,9 @@ class Consumer:
 class Rule:
     """A divert rule of one host, with defaults applied."""
 
+    __slots__ = ("path", "name", "consumer", "port", "interface", "direction", "family", "protocols", "sources",
+                 "destinations", "from_ports", "to_ports", "state", "target_port")
+
     def __init__(self, fields, path):
         self.path = path
         self.name = fields.get("name")
@@ -132,6 +139,8 @@ def _addresses(value):
 class Group:
     """The sockets bound on one divert port of one host: one load-balancing group."""
 
+    __slots__ = ("port", "consumers")
+
     def __init__(self, port, consumers):
         self.port = port
         self.consumers = consumers
@@ -146,6 +155,9 @@ class Group:
 
 class Host:
     """A host with its profile merged in."""
+
+    __slots__ = ("name", "path", "profile", "backend", "platform", "consumers", "rules", "anchor", "pf_options", "ipfw",
+                 "field_paths", "_digest")
 
     def __init__(self, name, path):
         self.name = name
