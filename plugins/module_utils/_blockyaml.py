@@ -24,14 +24,69 @@ __metaclass__ = type
 
 import re
 
-try:
-    from yaml.resolver import Resolver as _Resolver
-    from yaml.constructor import SafeConstructor as _Constructor
-    _IMPLICIT = _Resolver.yaml_implicit_resolvers
-    _BOOLS = _Constructor.bool_values
-except ImportError:  # pragma: no cover - PyYAML is a requirement
-    _IMPLICIT = None
-    _BOOLS = {}
+# PyYAML's implicit resolvers (yaml/resolver.py, unchanged since 2006), as a table of first character ->
+# [(tag, regexp)] like Resolver.yaml_implicit_resolvers; test_blockyaml checks them against PyYAML's own.
+# Kept here so that a spec in the subset is read without importing PyYAML at all.
+_RESOLVERS = (
+    ("tag:yaml.org,2002:bool", r'''^(?:yes|Yes|YES|no|No|NO
+                    |true|True|TRUE|false|False|FALSE
+                    |on|On|ON|off|Off|OFF)$''', "yYnNtTfFoO"),
+    ("tag:yaml.org,2002:float", r'''^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$''', "-+0123456789."),
+    ("tag:yaml.org,2002:int", r'''^(?:[-+]?0b[0-1_]+
+                    |[-+]?0[0-7_]+
+                    |[-+]?(?:0|[1-9][0-9_]*)
+                    |[-+]?0x[0-9a-fA-F_]+
+                    |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$''', "-+0123456789"),
+    ("tag:yaml.org,2002:merge", r'^(?:<<)$', "<"),
+    ("tag:yaml.org,2002:null", r'''^(?: ~
+                    |null|Null|NULL
+                    | )$''', ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:timestamp", r'''^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+                    |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?
+                     (?:[Tt]|[ \t]+)[0-9][0-9]?
+                     :[0-9][0-9] :[0-9][0-9] (?:\.[0-9]*)?
+                     (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$''', "0123456789"),
+    ("tag:yaml.org,2002:value", r'^(?:=)$', "="),
+    ("tag:yaml.org,2002:yaml", r'^(?:!|&|\*)$', "!&*"),
+)
+
+
+def _implicit():
+    table = {}
+    for tag, pattern, first in _RESOLVERS:
+        regexp = re.compile(pattern, re.X if "\n" in pattern else 0)
+        for char in first:
+            table.setdefault(char, []).append((tag, regexp))
+    return table
+
+
+class _Table(dict):
+    """_implicit(), compiled when first needed: most specs need none of it (see _resolve)."""
+
+    def get(self, key, default=None):
+        if not self:
+            self.update(_implicit())
+        return dict.get(self, key, default)
+
+    def items(self):
+        self.get(None)
+        return dict.items(self)
+
+
+_IMPLICIT = _Table()
+# Every character of a text that a resolver other than bool and null can match: a plain scalar with another
+# character (a '/', most letters) is text.
+_NUMBER_LIKE = frozenset("0123456789_.:+-eExXabcdfABCDFoOinINtTzZ \t<=!&*")
+# SafeConstructor.bool_values
+_BOOLS = {"yes": True, "no": False, "true": True, "false": False, "on": True, "off": False}
+# What the bool and null resolvers match, and the first characters of what the others can match.
+_BOOLS_TEXT = frozenset(w for word in _BOOLS for w in (word, word.capitalize(), word.upper()))
+_NULLS_TEXT = frozenset(("~", "null", "Null", "NULL"))
+_FIRST_NOT_TEXT = frozenset("-+0123456789.<=!&*")
 
 # Deeper documents are left to the YAML path, which refuses them past _loader.MAX_DEPTH.
 MAX_DEPTH = 48
@@ -63,13 +118,21 @@ _FLOW_PLAIN = re.compile(r"(?:[A-Za-z0-9_./+=~^$()<>]|-(?=[A-Za-z0-9_./]))(?:[A-
 _BLOCK_PLAIN_START = re.compile(r"[A-Za-z0-9_./+=~^$()<>]|-(?=[A-Za-z0-9_./])")
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
 # Tabs, carriage returns, a byte order mark, and what PyYAML's reader refuses as not printable.
-_OUTSIDE = re.compile("[^\n\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_OUTSIDE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 
 
 def _resolve(text):
     """The value of a plain scalar as PyYAML's resolver and _loader._Walker give it, or Unsupported."""
-    if _IMPLICIT is None:
-        raise _UNSUPPORTED
+    if _DECIMAL.match(text):  # the int resolver matches it, and no resolver before it does
+        if len(text) > MAX_NUMBER:
+            raise _UNSUPPORTED
+        return int(text)
+    if text in _BOOLS_TEXT:
+        return _BOOLS[text.lower()]
+    if text in _NULLS_TEXT:
+        return None
+    if text[:1] not in _FIRST_NOT_TEXT or not _NUMBER_LIKE.issuperset(text):
+        return text
     tag = _STR
     for tag_, regexp in _IMPLICIT.get(text[:1] if text else "", []) + _IMPLICIT.get(None, []):
         if regexp.match(text):

@@ -114,11 +114,17 @@ def _host(fleet, name):
 
 
 def _write_atomic(path, content):
-    """Write beside the target, then rename: a reader never sees half a rules file."""
+    """Write beside the target, then rename: a reader never sees half a rules file. (os.open and os.write:
+    render --out-dir writes a file per host, and a file object costs more than the write.)"""
     tmp = os.path.join(os.path.dirname(path) or ".", ".%s.tmp" % os.path.basename(path))
     try:
-        with open(tmp, "w") as out:
-            out.write(content)
+        data = content.encode("utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

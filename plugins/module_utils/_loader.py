@@ -39,17 +39,30 @@ import os
 import re
 import stat
 
-try:
-    import yaml
-    HAS_YAML = True
-    try:
-        from yaml import CSafeLoader as _YamlLoader
-    except ImportError:  # libyaml not compiled in
-        from yaml import SafeLoader as _YamlLoader
-except ImportError:  # pragma: no cover - PyYAML is a requirement
-    HAS_YAML = False
-    yaml = None
-    _YamlLoader = None
+
+
+class _NotRaisedYet(Exception):
+    """Stands for PyYAML's errors until PyYAML is imported: none can be raised before."""
+
+
+# PyYAML is imported by _import_yaml(), when a spec needs it: one in the plain subset never does.
+yaml = None
+_YamlLoader = None
+_YAMLError = _MarkedYAMLError = _NotRaisedYet
+
+
+def _import_yaml():
+    global yaml, _YamlLoader, _YAMLError, _MarkedYAMLError  # pylint: disable=global-statement
+    if yaml is None:
+        import yaml as module
+        if _YamlLoader is None:
+            try:
+                from yaml import CSafeLoader as _YamlLoader
+            except ImportError:  # libyaml not compiled in
+                from yaml import SafeLoader as _YamlLoader
+        _YAMLError, _MarkedYAMLError = module.YAMLError, module.MarkedYAMLError
+        yaml = module
+    return yaml
 
 from ansible_collections.divert.fleet.plugins.module_utils import _blockyaml, _grammar
 from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import (
@@ -515,6 +528,7 @@ def load_text(text, file="<spec>", limits=None, loader=None):
                                    "plain YAML, or raise --max-yaml-values" % (stopped, values, limits.max_yaml_values),
                     file=file, line=stopped, column=1))
                 return doc
+        _import_yaml()
         loader = _YamlLoader(text)
         try:
             node = loader.get_single_node()
@@ -529,7 +543,7 @@ def load_text(text, file="<spec>", limits=None, loader=None):
     except _Abort as abort:
         doc.diagnostics.append(abort.diagnostic)
         doc.data = None
-    except yaml.MarkedYAMLError as exc:
+    except _MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
@@ -540,7 +554,7 @@ def load_text(text, file="<spec>", limits=None, loader=None):
             "yaml-syntax", problem, path="", file=file,
             line=(mark.line + 1) if mark else 1, column=(mark.column + 1) if mark else 1))
         doc.data = None
-    except yaml.YAMLError as exc:
+    except _YAMLError as exc:
         doc.diagnostics.append(Diagnostic("yaml-syntax", str(exc).replace("\n", " ")[:200],
                                           file=file, line=1, column=1))
         doc.data = None

@@ -146,3 +146,26 @@ def test_a_large_spec_outside_the_subset_names_the_option():
     assert diag.code == "yaml-syntax" and "--max-yaml-values" in diag.message and doc.data is None
     assert diag.line == text.split("\n").index("x-a: &a 1") + 1
     assert _loader.load_text(text, file="f.yml", loader="auto").diagnostics == []
+
+
+def test_the_resolver_table_is_pyyamls():
+    """The subset reader resolves plain scalars with a copy of PyYAML's table, so as not to import PyYAML."""
+    import yaml
+    from yaml.constructor import SafeConstructor
+
+    def table(resolvers):
+        return {char: [(tag, regexp.pattern, regexp.flags) for tag, regexp in items]
+                for char, items in resolvers.items()}
+
+    assert table(_blockyaml._IMPLICIT) == table(yaml.resolver.Resolver.yaml_implicit_resolvers)
+    assert _blockyaml._BOOLS == SafeConstructor.bool_values
+
+
+def test_a_spec_in_the_subset_is_read_without_pyyaml():
+    import subprocess
+    import sys
+    from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import subprocess_env
+    code = ("import sys\nfrom ansible_collections.divert.fleet.plugins.module_utils._validate import validate_file\n"
+            "assert validate_file(sys.argv[1]).valid()\nassert 'yaml' not in sys.modules, 'PyYAML imported'\n")
+    subprocess.run([sys.executable, "-c", code, os.path.join(EXAMPLES, "fleet.yml")], env=subprocess_env(),
+                   check=True)
