@@ -277,20 +277,22 @@ def bench_render(work, rounds, divert_fleet, sizes, terms):
     for hosts in sizes:
         spec = os.path.join(work, "render-%d.yml" % hosts)
         generate(spec, hosts=hosts)
-        out_dir = os.path.join(work, "rules-%d" % hosts)
         times = []
-        for _ in range(rounds):
-            shutil.rmtree(out_dir, ignore_errors=True)
+        # A new directory each round, the old ones removed after: deleting thousands of files just before
+        # a run puts the file system's deferred work into that run's time.
+        out_dirs = [os.path.join(work, "rules-%d-%d" % (hosts, index)) for index in range(rounds)]
+        for out_dir in out_dirs:
             elapsed, code, err = timed([divert_fleet, "render", spec, "--out-dir", out_dir])
             if code != 0:
                 sys.exit("bench: render failed (exit %d): %s" % (code, err[-2000:]))
             times.append(elapsed)
         rules = 0
-        for name in os.listdir(out_dir):
-            with open(os.path.join(out_dir, name)) as handle:
+        for name in os.listdir(out_dirs[0]):
+            with open(os.path.join(out_dirs[0], name)) as handle:
                 rules += sum(1 for line in handle if line.strip() and not line.startswith("#"))
         ours.append((rules, statistics.median(times)))
-        shutil.rmtree(out_dir, ignore_errors=True)
+        for out_dir in out_dirs:
+            shutil.rmtree(out_dir, ignore_errors=True)
     peer = []
     for count in terms:
         root = os.path.join(work, "aerleon-%d" % count)
@@ -369,7 +371,7 @@ def main():
         print("validate  ratio check-jsonschema / divert-fleet = %.2fx (target >= 10x)" % (med_peer / med_ours))
         bench_scale(work, [int(n) for n in args.scale.split(",")])
         if not args.no_peer:
-            bench_render(work, max(3, args.rounds // 2), divert_fleet, (1000, 5000), (1000, 4000))
+            bench_render(work, max(5, args.rounds), divert_fleet, (1000, 5000), (1000, 4000))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_rollout:

@@ -117,7 +117,8 @@ _FLOW_PLAIN = re.compile(r"(?:[A-Za-z0-9_./+=~^$()<>]|-(?=[A-Za-z0-9_./]))(?:[A-
 # The first character of a block plain scalar: not an indicator.
 _BLOCK_PLAIN_START = re.compile(r"[A-Za-z0-9_./+=~^$()<>]|-(?=[A-Za-z0-9_./])")
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
-# Tabs, carriage returns, a byte order mark, and what PyYAML's reader refuses as not printable.
+# Tabs, carriage returns, the line breaks of YAML 1.1 (U+0085, U+2028, U+2029), a byte order mark, and what
+# PyYAML's reader refuses as not printable: the YAML path reads or refuses them.
 _OUTSIDE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
 
 

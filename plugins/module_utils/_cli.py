@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -189,6 +190,10 @@ def main(argv=None):
         sys.stderr.write(str(exc))
         return EXIT_USAGE
     handler = {"validate": cmd_validate, "render": cmd_render, "plan": cmd_plan}[args.command]
+    # The cyclic collector paused for the whole command, not only the validation (see _validate._without_gc):
+    # writing a file per host of a large fleet would otherwise have it walk the fleet's objects again and again.
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         return handler(args)
     except UsageError as exc:
@@ -199,3 +204,6 @@ def main(argv=None):
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    finally:
+        if was_enabled:
+            gc.enable()
