@@ -51,8 +51,11 @@ def _limit_options(parser):
 
 def _limits(args):
     for name, option in _loader.Limits.OPTIONS:
-        if getattr(args, name) < 1:
-            raise UsageError("divert-fleet: %s must be at least 1, not %s\n" % (option, getattr(args, name)))
+        value = getattr(args, name)
+        if name == "max_mib" and value <= 0:
+            raise UsageError("divert-fleet: %s must be more than 0, not %s\n" % (option, value))
+        if name != "max_mib" and value < 1:
+            raise UsageError("divert-fleet: %s must be at least 1, not %s\n" % (option, value))
     return _loader.Limits(**dict((name, getattr(args, name)) for name, _option in _loader.Limits.OPTIONS))
 
 

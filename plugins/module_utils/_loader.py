@@ -39,6 +39,9 @@ import os
 import re
 import stat
 
+from ansible_collections.divert.fleet.plugins.module_utils import _blockyaml, _grammar
+from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import (
+    MAX_PER_CODE, Diagnostic, omitted, pointer)
 
 
 class _NotRaisedYet(Exception):
@@ -64,9 +67,6 @@ def _import_yaml():
         yaml = module
     return yaml
 
-from ansible_collections.divert.fleet.plugins.module_utils import _blockyaml, _grammar
-from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import (
-    MAX_PER_CODE, Diagnostic, omitted, pointer)
 
 # The bounds a spec is read within; each is a `divert-fleet` option (Limits below). A generated fleet of
 # 50,000 hosts like the benchmark's is 8.8 MB and about 975,000 values (commas, colons and lines).

@@ -93,7 +93,7 @@ class Consumer:
 
     # Slots: a fleet of 50,000 hosts resolves to hundreds of thousands of these and of Rule.
     __slots__ = ("name", "port", "sockets", "lb", "service", "rc_vars", "ready_timeout", "reference", "description",
-                 "path", "options", "rc_vars_template", "_canonical")
+                 "path", "options", "rc_vars_template", "canonical_text")
 
     def __init__(self, name, port, sockets, lb, service, rc_vars, ready_timeout, reference, description, path,
                  options=None, rc_vars_template=None):
@@ -111,7 +111,7 @@ class Consumer:
         # spec that uses none of them resolves (and digests) as before they existed
         self.options = dict(options or {})
         self.rc_vars_template = rc_vars_template
-        self._canonical = None
+        self.canonical_text = None
 
     @property
     def driver(self):
@@ -136,16 +136,16 @@ class Consumer:
 
     def canonical(self):
         """_canonical(self.as_dict()), made once: a resolved consumer is not changed, and is shared."""
-        if self._canonical is None:
-            self._canonical = _canonical(self.as_dict())
-        return self._canonical
+        if self.canonical_text is None:
+            self.canonical_text = _canonical(self.as_dict())
+        return self.canonical_text
 
 
 class Rule:
     """A divert rule of one host, with defaults applied."""
 
     __slots__ = ("path", "name", "consumer", "port", "interface", "direction", "family", "protocols", "sources",
-                 "destinations", "from_ports", "to_ports", "state", "target_port", "_canonical", "rendered")
+                 "destinations", "from_ports", "to_ports", "state", "target_port", "canonical_text", "rendered")
 
     def __init__(self, fields, path):
         self.path = path
@@ -166,7 +166,7 @@ class Rule:
         self.to_ports = tuple(_list(fields.get("to_ports")))
         self.state = fields.get("state", RULE_DEFAULTS["state"])
         self.target_port = None  # resolved divert port, set by the resolver
-        self._canonical = None
+        self.canonical_text = None
         self.rendered = None  # _render's texts of the rule by (backend, anchor): hosts share a profile's rules
 
     def as_dict(self):
@@ -179,9 +179,9 @@ class Rule:
 
     def canonical(self):
         """_canonical(self.as_dict()), made once (after resolve() set target_port)."""
-        if self._canonical is None:
-            self._canonical = _canonical(self.as_dict())
-        return self._canonical
+        if self.canonical_text is None:
+            self.canonical_text = _canonical(self.as_dict())
+        return self.canonical_text
 
 
 def _addresses(value):
@@ -397,11 +397,11 @@ def resolve(data):
                 sockets, ready = override.get("sockets", _UNSET), override.get("ready_timeout", _UNSET)
                 consumer = _shared(consumers_made, (name, path, sockets, ready), lambda: _consumer_for_host(
                     name, consumer_defs[name][0], override, path))
-                if consumer._canonical is None:
+                if consumer.canonical_text is None:
                     # The same consumer placed elsewhere (another path) has the same resolved text.
-                    consumer._canonical = texts_made.get((name, repr(sockets), repr(ready)))
-                    if consumer._canonical is None:
-                        consumer._canonical = texts_made[(name, repr(sockets), repr(ready))] = consumer.canonical()
+                    consumer.canonical_text = texts_made.get((name, repr(sockets), repr(ready)))
+                    if consumer.canonical_text is None:
+                        consumer.canonical_text = texts_made[(name, repr(sockets), repr(ready))] = consumer.canonical()
                 host.consumers.append(consumer)
         hosts[host_name] = host
     return Fleet(hosts, consumer_defs, profiles)

@@ -59,7 +59,7 @@ def _mutations(text, every=1):
             lines[:index] + [line.replace(": ", ": '", 1) + "'"] + lines[index + 1:],
             lines[:index] + [line.replace(", ", ",", 1).replace("[", "[ ", 1)] + lines[index + 1:],
             lines[:index] + [line.replace("- ", "-   ", 1)] + lines[index + 1:],
-            lines[:index] + [line.rstrip("]}") ] + lines[index + 1:],
+            lines[:index] + [line.rstrip("]}")] + lines[index + 1:],
             lines[:index] + [line, "", "# comment", "   "] + lines[index + 1:],
         ]
         out.extend("\n".join(edit) for edit in edits)
