@@ -26,7 +26,7 @@ help:
 	@echo 'make setup      create .venv (pinned tools, divert.fleet resolvable, .venv/bin/divert-fleet)'
 	@echo 'make test       everything CI runs: pytest, ansible-test sanity and units, ansible-lint'
 	@echo 'make demo       validate, plan and roll out the example fleet on twin hosts under traffic'
-	@echo 'make bench      time divert-fleet validate against check-jsonschema on a large fleet'
+	@echo 'make bench      validate against check-jsonschema, a 1k-50k host scale table, render against aerleon'
 	@echo 'make pytest | compat | molecule | sanity | units | lint | changelog-lint | docs-lint | artifact'
 	@echo '                one part of make test'
 	@echo 'make compat     unit tests and molecule default on the older ansible-core minors claimed (2.17, 2.18)'

@@ -4,9 +4,14 @@
 1. validate: `divert-fleet validate` (schema + every cross-field rule + positions)
    against `check-jsonschema --schemafile schemas/fleet.schema.json` (schema only)
    on the same generated 1,000-host fleet, whole processes, alternating.
-2. render: `divert-fleet render --out-dir` for all hosts, whole process, next to
-   validation's time, and rules rendered per second.
-3. rollout: on ten twin hosts, a second (no-change) `divert.fleet.site` run against a
+2. scale: `divert-fleet validate` on 1,000 to 50,000 hosts: seconds (whole process),
+   peak memory (ru_maxrss of the child, less that of a child that only imports the
+   command), and both per host.
+3. render: `divert-fleet render --out-dir` for all hosts at two sizes, against
+   aerleon's pf generator (`aclgen`, target packetfilter) at two sizes: the marginal
+   cost of a rule is the slope between the two. aerleon is installed by pip in a
+   venv of its own, benchmarks/.venv-peer (never in the project's requirements).
+4. rollout: on ten twin hosts, a second (no-change) `divert.fleet.site` run against a
    play of one `ansible.builtin.ping` per host, same inventory, alternating; the
    ratio, and module executions per host counted at the hosts' interpreters.
 
@@ -33,6 +38,12 @@ INTERFACES = ["igb0", "igb1", "ix0", "vtnet0", "em0"]
 
 
 def generate(path, hosts=1000, seed=7):
+    """Write fleet_text(hosts, seed) to path."""
+    with open(path, "w") as handle:
+        handle.write(fleet_text(hosts, seed))
+
+
+def fleet_text(hosts=1000, seed=7):
     """A valid fleet: several profiles, eight consumers, a few rules a host."""
     rng = random.Random(seed)
     out = ["version: 1", "consumers:"]
@@ -69,8 +80,7 @@ def generate(path, hosts=1000, seed=7):
                     "        to_ports: [53]"]
         if backend == "ipfw":
             out.append("    ipfw: {set: 5, spare_set: 6, rule_base: 10000, rule_step: 10}")
-    with open(path, "w") as handle:
-        handle.write("\n".join(out) + "\n")
+    return "\n".join(out) + "\n"
 
 
 TEN_HOSTS = """\
@@ -179,6 +189,139 @@ def bench_rollout(rounds):
         shutil.rmtree(root, ignore_errors=True)
 
 
+PEER_VENV = os.path.join(ROOT, "benchmarks", ".venv-peer")
+
+# A child that validates (or, with "-", only imports the command) and reports its peak memory.
+MEASURED = (
+    "import resource, sys\n"
+    "from ansible_collections.divert.fleet.plugins.module_utils._cli import main\n"
+    "code = 0\n"
+    "if sys.argv[1] != '-':\n"
+    "    code = main(['validate', sys.argv[1], '--format', 'json'])\n"
+    "sys.stderr.write('\\nPEAK %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "sys.exit(code)\n")
+
+
+def measured(spec):
+    """(seconds, peak KiB) of a child validating spec ("-": importing the command only)."""
+    start = time.perf_counter()
+    child = subprocess.run([sys.executable, "-c", MEASURED, spec], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+    elapsed = time.perf_counter() - start
+    if child.returncode != 0:
+        sys.exit("bench: validating %s failed (exit %d): %s" % (spec, child.returncode, child.stderr[-2000:]))
+    return elapsed, int(child.stderr.rsplit("PEAK ", 1)[1].split()[0])
+
+
+def bench_scale(work, sizes):
+    """The table of seconds and memory per host, 1,000 to 50,000 hosts."""
+    baseline = min(measured("-")[1] for _ in range(3))
+    print("scale     divert-fleet validate, whole process; memory: peak RSS less %.1f MiB of a child that only "
+          "imports the command" % (baseline / 1024.0))
+    print("scale     %7s %8s %8s %12s %12s" % ("hosts", "seconds", "MiB", "ms/host", "KiB/host"))
+    rows = []
+    for hosts in sizes:
+        spec = os.path.join(work, "scale-%d.yml" % hosts)
+        generate(spec, hosts=hosts)
+        runs = [measured(spec) for _ in range(max(1, min(5, 20000 // hosts)))]
+        seconds = statistics.median(r[0] for r in runs)
+        peak = max(r[1] for r in runs)
+        rows.append((hosts, seconds, (peak - baseline) / float(hosts)))
+        print("scale     %7d %8.3f %8.1f %12.4f %12.2f" % (hosts, seconds, (peak - baseline) / 1024.0,
+                                                           1000.0 * seconds / hosts, (peak - baseline) / float(hosts)))
+        os.unlink(spec)
+    first, last = rows[0], rows[-1]
+    print("scale     per-host time at %d / at %d hosts = %.2fx (target <= 1.5x)" % (
+        last[0], first[0], (last[1] / last[0]) / (first[1] / first[0])))
+    print("scale     memory per host at %d hosts %.2f KiB, marginal between %d and %d %.2f KiB (target <= 8; the "
+          "smaller fleets also carry the run's fixed cost)" % (
+              last[0], last[2], first[0], last[0], (last[2] * last[0] - first[2] * first[0]) / (last[0] - first[0])))
+
+
+def peer_python():
+    """The python of benchmarks/.venv-peer, made with aerleon in it when missing."""
+    python = os.path.join(PEER_VENV, "bin", "python")
+    aclgen = os.path.join(PEER_VENV, "bin", "aclgen")
+    if not os.path.exists(aclgen):
+        print("render    installing aerleon into %s (once)" % os.path.relpath(PEER_VENV, ROOT))
+        subprocess.run([sys.executable, "-m", "venv", PEER_VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "aerleon"], check=True)
+    return aclgen
+
+
+AERLEON_NETWORKS = "networks:\n%s" % "".join(
+    "  NET%d:\n    values:\n      - address: 10.%d.0.0/16\n      - address: 192.168.%d.0/24\n" % (i, i, i)
+    for i in range(8))
+AERLEON_SERVICES = ("services:\n  WEB:\n    - port: 80\n      protocol: tcp\n    - port: 443\n      protocol: tcp\n"
+                    "    - port: 8000-8100\n      protocol: tcp\n")
+
+
+def aerleon_tree(root, terms):
+    """A policy of `terms` pf terms like the fleet's rules (addresses, ports, one protocol, accept)."""
+    for sub in ("pol", "def", "out"):
+        os.makedirs(os.path.join(root, sub))
+    with open(os.path.join(root, "def", "networks.yaml"), "w") as handle:
+        handle.write(AERLEON_NETWORKS)
+    with open(os.path.join(root, "def", "services.yaml"), "w") as handle:
+        handle.write(AERLEON_SERVICES)
+    body = "".join("  - name: t%d\n    destination-address: NET%d\n    destination-port: WEB\n    protocol: tcp\n"
+                   "    action: accept\n" % (index, index % 8) for index in range(terms))
+    with open(os.path.join(root, "pol", "fleet.yaml"), "w") as handle:
+        handle.write("filters:\n- header:\n    targets:\n      packetfilter: \"\"\n  terms:\n" + body)
+
+
+def bench_render(work, rounds, divert_fleet, sizes, terms):
+    """Marginal cost of a rendered rule: divert-fleet against aerleon's pf generator."""
+    aclgen = peer_python()
+    ours = []
+    for hosts in sizes:
+        spec = os.path.join(work, "render-%d.yml" % hosts)
+        generate(spec, hosts=hosts)
+        times = []
+        # A new directory each round, the old ones removed after: deleting thousands of files just before
+        # a run puts the file system's deferred work into that run's time.
+        out_dirs = [os.path.join(work, "rules-%d-%d" % (hosts, index)) for index in range(rounds)]
+        for out_dir in out_dirs:
+            elapsed, code, err = timed([divert_fleet, "render", spec, "--out-dir", out_dir])
+            if code != 0:
+                sys.exit("bench: render failed (exit %d): %s" % (code, err[-2000:]))
+            times.append(elapsed)
+        rules = 0
+        for name in os.listdir(out_dirs[0]):
+            with open(os.path.join(out_dirs[0], name)) as handle:
+                rules += sum(1 for line in handle if line.strip() and not line.startswith("#"))
+        ours.append((rules, statistics.median(times)))
+        for out_dir in out_dirs:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    peer = []
+    for count in terms:
+        root = os.path.join(work, "aerleon-%d" % count)
+        aerleon_tree(root, count)
+        command = [aclgen, "--base_directory", root, "--definitions_directory", os.path.join(root, "def"),
+                   "--output_directory", os.path.join(root, "out"), "--max_renderers", "1"]
+        times = []
+        for _ in range(rounds):
+            shutil.rmtree(os.path.join(root, "out"))
+            os.makedirs(os.path.join(root, "out"))
+            elapsed, code, err = timed(command)
+            if code != 0 or not os.listdir(os.path.join(root, "out")):
+                sys.exit("bench: aclgen failed (exit %d): %s" % (code, err[-2000:]))
+            times.append(elapsed)
+        with open(os.path.join(root, "out", "fleet.pf")) as handle:
+            rules = sum(1 for line in handle if line.startswith("pass "))
+        peer.append((rules, statistics.median(times)))
+
+    def slope(points):
+        (r1, t1), (r2, t2) = points
+        return (t2 - t1) / (r2 - r1)
+
+    for name, points in (("divert-fleet render --out-dir", ours), ("aerleon aclgen (packetfilter)", peer)):
+        print("render    %-30s %s: %.3f ms a rule" % (name, ", ".join(
+            "%d rules %.3f s" % point for point in points), 1000 * slope(points)))
+    print("render    ratio of marginal cost aerleon / divert-fleet = %.1fx (target >= 10x)" % (
+        slope(peer) / slope(ours)))
+
+
 def timed(command):
     start = time.perf_counter()
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -191,12 +334,18 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--no-rollout", action="store_true", help="skip the twin rollout benchmark (needs root)")
+    parser.add_argument("--scale", default="1000,5000,20000,50000", help="host counts of the scale table")
+    parser.add_argument("--no-peer", action="store_true", help="skip the render comparison with aerleon")
     args = parser.parse_args()
     divert_fleet = os.path.join(BIN, "divert-fleet")
     check_jsonschema = os.path.join(BIN, "check-jsonschema")
     for tool in (divert_fleet, check_jsonschema):
         if not os.path.exists(tool):
             sys.exit("bench: %s not found; run `make setup` first" % tool)
+    # The collection's bytecode, as a first run leaves it (PYTHONDONTWRITEBYTECODE would otherwise have every
+    # run compile it again, which pip-installed peers never do).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "plugins")], check=True,
+                   stdout=subprocess.DEVNULL)
     work = tempfile.mkdtemp(prefix="divert-fleet-bench-")
     try:
         spec = os.path.join(work, "fleet.yml")
@@ -210,26 +359,19 @@ def main():
         elapsed, code, err = timed(peer_cmd)
         if code != 0:
             sys.exit("bench: check-jsonschema rejects the generated fleet (exit %d): %s" % (code, err[-2000:]))
-        ours, peer, renders = [], [], []
-        out_dir = os.path.join(work, "rules")
+        ours, peer = [], []
         for _ in range(args.rounds):
             ours.append(timed(ours_cmd)[0])
             peer.append(timed(peer_cmd)[0])
-            shutil.rmtree(out_dir, ignore_errors=True)
-            renders.append(timed([divert_fleet, "render", spec, "--out-dir", out_dir])[0])
-        rule_lines = 0
-        for name in os.listdir(out_dir):
-            with open(os.path.join(out_dir, name)) as handle:
-                rule_lines += sum(1 for line in handle if line.strip() and not line.startswith("#"))
-        med_ours, med_peer, med_render = (statistics.median(x) for x in (ours, peer, renders))
+        med_ours, med_peer = statistics.median(ours), statistics.median(peer)
         print("fleet: %d hosts, %d KiB, %d rounds alternating, whole processes" % (
             args.hosts, size // 1024, args.rounds))
         print("validate  divert-fleet      median %.3f s (schema + cross-field rules + positions)" % med_ours)
         print("validate  check-jsonschema  median %.3f s (schema only)" % med_peer)
-        print("validate  ratio check-jsonschema / divert-fleet = %.2fx (target >= 3x)" % (med_peer / med_ours))
-        print("render    divert-fleet      median %.3f s for %d hosts, %d rules: %.0f rules/s "
-              "(%.2fx validation's time)" % (med_render, len(os.listdir(out_dir)), rule_lines,
-                                             rule_lines / med_render, med_render / med_ours))
+        print("validate  ratio check-jsonschema / divert-fleet = %.2fx (target >= 10x)" % (med_peer / med_ours))
+        bench_scale(work, [int(n) for n in args.scale.split(",")])
+        if not args.no_peer:
+            bench_render(work, max(5, args.rounds), divert_fleet, (1000, 5000), (1000, 4000))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_rollout:

@@ -3,7 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Loading a fleet spec with the position of every node. Private to the divert.fleet collection.
 
-The YAML is composed (with libyaml's CSafeLoader when present, the pure-Python
+A spec in the plain block-YAML subset specs are written in is read by `_blockyaml`,
+which gives the same values and positions without building YAML nodes (positions
+are read only when a diagnostic asks for one). Anything outside that subset, and
+every spec with something for the loader to report (a duplicate key, a YAML 1.1
+number...), is read the YAML way below; DIVERT_FLEET_LOADER=yaml reads every spec
+so. The YAML is composed (with libyaml's CSafeLoader when present, the pure-Python
 SafeLoader otherwise) and the node graph is turned into plain data by our own
 walk, which:
 - records the line and column of every value and every mapping key, keyed by
@@ -34,29 +39,69 @@ import os
 import re
 import stat
 
-try:
-    import yaml
-    HAS_YAML = True
-    try:
-        from yaml import CSafeLoader as _YamlLoader
-    except ImportError:  # libyaml not compiled in
-        from yaml import SafeLoader as _YamlLoader
-except ImportError:  # pragma: no cover - PyYAML is a requirement
-    HAS_YAML = False
-    yaml = None
-    _YamlLoader = None
-
-from ansible_collections.divert.fleet.plugins.module_utils import _grammar
+from ansible_collections.divert.fleet.plugins.module_utils import _blockyaml, _grammar
 from ansible_collections.divert.fleet.plugins.module_utils._diagnostics import (
     MAX_PER_CODE, Diagnostic, omitted, pointer)
 
-MAX_BYTES = 4 * 1024 * 1024
+
+class _NotRaisedYet(Exception):
+    """Stands for PyYAML's errors until PyYAML is imported: none can be raised before."""
+
+
+# PyYAML is imported by _import_yaml(), when a spec needs it: one in the plain subset never does.
+yaml = None
+_YamlLoader = None
+_YAMLError = _MarkedYAMLError = _NotRaisedYet
+
+
+def _import_yaml():
+    global yaml, _YamlLoader, _YAMLError, _MarkedYAMLError  # pylint: disable=global-statement
+    if yaml is None:
+        import yaml as module
+        if _YamlLoader is None:
+            try:
+                from yaml import CSafeLoader as _YamlLoader
+            except ImportError:  # libyaml not compiled in
+                from yaml import SafeLoader as _YamlLoader
+        _YAMLError, _MarkedYAMLError = module.YAMLError, module.MarkedYAMLError
+        yaml = module
+    return yaml
+
+
+# The bounds a spec is read within; each is a `divert-fleet` option (Limits below). A generated fleet of
+# 50,000 hosts like the benchmark's is 8.8 MB and about 975,000 values (commas, colons and lines).
+MAX_MIB = 64
+MAX_VALUES = 2000000
+# The YAML path builds a node of about a kilobyte for every value: a spec outside the plain subset
+# (anchors, tags, multi-line scalars...) or with something to report is read so only up to this many.
+MAX_YAML_VALUES = 200000
 MAX_DEPTH = 64
 MAX_ALIAS_EXPANSION = 100000
-# At most this many values, estimated before YAML builds its nodes (each costs it about a kilobyte):
-# every value but the first of a flow collection follows a comma, every block value a line break,
-# every mapping value a colon. A fleet of 10,000 hosts like the benchmark's estimates about 195,000.
-MAX_VALUES = 200000
+MAX_BYTES = MAX_MIB * 1024 * 1024
+# Which reader: "auto" (the subset reader, the YAML path for the rest) or "yaml" (the YAML path only).
+LOADER = os.environ.get("DIVERT_FLEET_LOADER", "auto")
+
+
+class Limits:
+    """The bounds of one read, each named by the command-line option that sets it."""
+
+    OPTIONS = (("max_mib", "--max-mib"), ("max_values", "--max-values"), ("max_yaml_values", "--max-yaml-values"),
+               ("max_depth", "--max-depth"), ("max_aliases", "--max-aliases"))
+
+    def __init__(self, max_mib=None, max_values=None, max_yaml_values=None, max_depth=None, max_aliases=None):
+        self.max_mib = MAX_MIB if max_mib is None else max_mib
+        self.max_values = MAX_VALUES if max_values is None else max_values
+        self.max_yaml_values = MAX_YAML_VALUES if max_yaml_values is None else max_yaml_values
+        self.max_depth = MAX_DEPTH if max_depth is None else max_depth
+        self.max_aliases = MAX_ALIAS_EXPANSION if max_aliases is None else max_aliases
+
+    @property
+    def max_bytes(self):
+        return int(self.max_mib * 1024 * 1024)
+
+
+DEFAULT_LIMITS = Limits()
+
 # A number longer than this is not read (int() of thousands of digits is slow, and refused past
 # 4300): no number of a spec needs more than 5 digits.
 MAX_NUMBER_CHARACTERS = 32
@@ -101,10 +146,22 @@ class Document:
         self.diagnostics = diagnostics or []
         self.text = text
         self.positions_known = True
+        # The text whose positions are still to be read (by the subset reader, which read its values
+        # without them): a valid spec never asks for one, and positions are most of a read's memory.
+        self.unread_positions = None
+
+    def positions(self):
+        """(values, keys): path -> (line, column) of every node and of every mapping key."""
+        if self.unread_positions is not None:
+            _blockyaml.read(self.unread_positions, self.values, self.keys)
+            self.unread_positions = None
+        return self.values, self.keys
 
     def position(self, path, key=False):
         if not self.positions_known:
             return (None, None)
+        if self.unread_positions is not None:
+            self.positions()
         path = tuple(path)
         if key and path in self.keys:
             return self.keys[path]
@@ -136,12 +193,13 @@ def _not_regular(mode):
     return "not a regular file"
 
 
-def read_spec_bytes(path):
+def read_spec_bytes(path, limits=None):
     """The file's bytes, or SpecFileError with a message that names it.
 
     Only a regular file is read: a FIFO would block the reader until a writer comes (forever, in
     a pipeline), a device may never end. The file is examined first, then opened without blocking
     and examined again, so that one swapped in between is refused too."""
+    limits = limits or DEFAULT_LIMITS
     try:
         what = _not_regular(os.stat(path).st_mode)
         if what is None:
@@ -151,7 +209,7 @@ def read_spec_bytes(path):
                 if what is None:
                     with os.fdopen(fd, "rb") as handle:
                         fd = None
-                        raw = handle.read(MAX_BYTES + 1)
+                        raw = handle.read(limits.max_bytes + 1)
             finally:
                 if fd is not None:
                     os.close(fd)
@@ -163,10 +221,10 @@ def read_spec_bytes(path):
     if what is not None:
         raise SpecFileError("%s: cannot read the fleet spec: it is %s, not a regular file; give the path of the "
                             "spec file itself" % (path, what))
-    if len(raw) > MAX_BYTES:
+    if len(raw) > limits.max_bytes:
         raise SpecFileError(
-            "%s: the file is larger than %d MiB; a fleet spec of even thousands of hosts is far smaller "
-            "- is this the right file?" % (path, MAX_BYTES // (1024 * 1024)))
+            "%s: the file is larger than %s MiB (--max-mib); a fleet spec of 50,000 hosts is about 9 MiB - is this "
+            "the right file? If it is, raise --max-mib" % (path, _number(limits.max_mib)))
     return raw
 
 
@@ -230,15 +288,21 @@ def _decode(raw, file):
             file=file, line=line, column=column))
 
 
+def _number(value):
+    return ("%d" % value) if float(value).is_integer() else ("%g" % value)
+
+
 class _Walker:
-    def __init__(self, doc, loader):
+    def __init__(self, doc, loader, limits):
         self.doc = doc
         self.loader = loader
         self.values = doc.values
         self.keys = doc.keys
         self.built = set()
         self.reported = set()  # ids of key nodes already reported as duplicates
-        self.budget = MAX_ALIAS_EXPANSION
+        self.max_depth = limits.max_depth
+        self.max_aliases = limits.max_aliases
+        self.budget = limits.max_aliases
 
     def abort(self, node, path, message, code="yaml-syntax"):
         mark = node.start_mark
@@ -246,15 +310,15 @@ class _Walker:
                                 line=mark.line + 1, column=mark.column + 1))
 
     def walk(self, node, path, depth):
-        if depth > MAX_DEPTH:
-            self.abort(node, path, "the document nests deeper than %d levels (a fleet spec needs fewer than 10); "
-                                   "is an alias referring to itself?" % MAX_DEPTH)
+        if depth > self.max_depth:
+            self.abort(node, path, "the document nests deeper than %d levels (--max-depth; a fleet spec needs fewer "
+                                   "than 10); is an alias referring to itself?" % self.max_depth)
         node_id = id(node)
         if node_id in self.built:
             self.budget -= 1
             if self.budget < 0:
-                self.abort(node, path, "aliases expand to more than %d extra nodes; a fleet spec does not need "
-                                       "this many (a \"billion laughs\" document?)" % MAX_ALIAS_EXPANSION)
+                self.abort(node, path, "aliases expand to more than %d extra nodes (--max-aliases); a fleet spec "
+                                       "does not need this many (a \"billion laughs\" document?)" % self.max_aliases)
         else:
             self.built.add(node_id)
         mark = node.start_mark
@@ -375,13 +439,13 @@ class _Walker:
             for source in sources:
                 if not isinstance(source, yaml.MappingNode):
                     self.abort(source, path, "a merge key (<<) takes a mapping or a list of mappings")
-                if id(source) in within or depth > MAX_DEPTH:
+                if id(source) in within or depth > self.max_depth:
                     self.abort(source, path, "a mapping merges itself (<<: with an alias to itself or to a mapping "
                                              "that merges it); merge other mappings only")
                 self.budget -= 1 + len(source.value)
                 if self.budget < 0:
-                    self.abort(source, path, "merge keys expand to more than %d entries; a fleet spec does not "
-                                             "need this many" % MAX_ALIAS_EXPANSION)
+                    self.abort(source, path, "merge keys expand to more than %d entries (--max-aliases); a fleet "
+                                             "spec does not need this many" % self.max_aliases)
                 out.append([(k, v) for k, v in source.value if k.tag != _MERGE])
                 out.extend(self.merge_sources([v for k, v in source.value if k.tag == _MERGE], path, depth + 1,
                                               within + (id(source),)))
@@ -413,8 +477,20 @@ def _int_form_message(text, value):
     return "%s is octal to YAML 1.1 (%d); write %d%s%s" % (quoted, value, value, meant, _or_quote(text))
 
 
-def load_text(text, file="<spec>"):
-    """Load spec text (str or bytes) into a Document."""
+def _read_subset(doc, text, limits):
+    """(data, None) of text in the plain subset, its positions left to be read when asked for;
+    (None, the line where the reader stopped) otherwise."""
+    try:
+        data = _blockyaml.read(text, None, None, limits.max_depth)
+    except _blockyaml.Unsupported as exc:
+        return None, exc.line
+    doc.unread_positions = text
+    return data, None
+
+
+def load_text(text, file="<spec>", limits=None, loader=None):
+    """Load spec text (str or bytes) into a Document. `loader`: "auto" or "yaml" (default: LOADER)."""
+    limits = limits or DEFAULT_LIMITS
     doc = Document(file)
     try:
         if isinstance(text, bytes):
@@ -426,17 +502,33 @@ def load_text(text, file="<spec>"):
             doc.diagnostics.extend(invisible)
             return doc
         values = text.count(",") + text.count("\n") + text.count(":")
-        if values > MAX_VALUES:
+        if values > limits.max_values:
             doc.diagnostics.append(Diagnostic(
-                "yaml-syntax", "the file holds about %d values (commas, colons and lines), more than the %d a spec "
-                               "of 10,000 hosts needs; split the fleet into several specs - or is this the right "
-                               "file?" % (values, MAX_VALUES), file=file, line=1, column=1))
+                "yaml-syntax", "the file holds about %d values (commas, colons and lines), more than the %d of "
+                               "--max-values (a spec of 50,000 hosts holds about 1,000,000); is this the right file? "
+                               "If it is, raise --max-values" % (values, limits.max_values),
+                file=file, line=1, column=1))
             return doc
         if not text.strip():
             doc.diagnostics.append(Diagnostic(
                 "schema", "the file is empty; a fleet spec is a mapping with version: 1, consumers and hosts",
                 path="", file=file, line=1, column=1))
             return doc
+        if (loader or LOADER) != "yaml" and text.strip():
+            data, stopped = _read_subset(doc, text, limits)
+            if stopped is None:
+                doc.data = data
+                return doc
+            if values > limits.max_yaml_values:
+                doc.diagnostics.append(Diagnostic(
+                    "yaml-syntax", "line %d is outside the plain YAML a spec is written in (an anchor, a tag, a "
+                                   "multi-line or escaped scalar, a duplicate key, a YAML 1.1 number, or a syntax "
+                                   "error), and the file holds about %d values: full YAML is read up to the %d "
+                                   "values of --max-yaml-values (each costs about a kilobyte); write that line as "
+                                   "plain YAML, or raise --max-yaml-values" % (stopped, values, limits.max_yaml_values),
+                    file=file, line=stopped, column=1))
+                return doc
+        _import_yaml()
         loader = _YamlLoader(text)
         try:
             node = loader.get_single_node()
@@ -447,11 +539,11 @@ def load_text(text, file="<spec>"):
                 "schema", "the document is empty; a fleet spec is a mapping with version: 1, consumers and hosts",
                 path="", file=file, line=1, column=1))
             return doc
-        doc.data = _Walker(doc, loader).walk(node, (), 0)
+        doc.data = _Walker(doc, loader, limits).walk(node, (), 0)
     except _Abort as abort:
         doc.diagnostics.append(abort.diagnostic)
         doc.data = None
-    except yaml.MarkedYAMLError as exc:
+    except _MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
@@ -462,7 +554,7 @@ def load_text(text, file="<spec>"):
             "yaml-syntax", problem, path="", file=file,
             line=(mark.line + 1) if mark else 1, column=(mark.column + 1) if mark else 1))
         doc.data = None
-    except yaml.YAMLError as exc:
+    except _YAMLError as exc:
         doc.diagnostics.append(Diagnostic("yaml-syntax", str(exc).replace("\n", " ")[:200],
                                           file=file, line=1, column=1))
         doc.data = None
@@ -474,7 +566,7 @@ def load_text(text, file="<spec>"):
     return doc
 
 
-def load_file(path):
+def load_file(path, limits=None, loader=None):
     """Load a spec file; SpecFileError if it cannot be read."""
-    raw = read_spec_bytes(path)
-    return load_text(raw, file=path)
+    raw = read_spec_bytes(path, limits)
+    return load_text(raw, file=path, limits=limits, loader=loader)

@@ -17,8 +17,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import json
+from json.encoder import encode_basestring_ascii as _encode_string
 
 DEFAULT_ANCHOR = "divert_fleet"
 IPFW_DEFAULTS = {"set": 5, "spare_set": 6, "rule_base": 10000, "rule_step": 10}
@@ -49,8 +49,51 @@ def _text(value):
     return value if isinstance(value, str) else None
 
 
+def _canonical(value):
+    """Canonical JSON: sorted keys, no spaces. Composes: the text of a mapping is made of the texts of its
+    keys and values, so a part shared by many hosts is written once."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+_PIECES = {}
+
+
+def _piece(value, kind=None):
+    """_canonical(kind(value) if kind else value), remembered: hosts share their backend, platform, pf and
+    ipfw settings (a tuple of items for a mapping). Keyed by repr, which tells 1 from True and 1.0; the
+    memory is bounded."""
+    key = (kind, repr(value))
+    text = _PIECES.get(key)
+    if text is None:
+        text = _canonical(kind(value) if kind else value)
+        if len(_PIECES) > 10000:
+            _PIECES.clear()
+        _PIECES[key] = text
+    return text
+
+
+def _json_text(value):
+    """_canonical(value), written directly for a string or a whole number (not a bool)."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is int:
+        return "%d" % value
+    return _canonical(value)
+
+
+def _group_text(group):
+    """_canonical(group.as_dict()): names are text, the port and the size whole numbers."""
+    return '{"consumers":[%s],"port":%s,"size":%s}' % (
+        ",".join(_json_text(c.name) for c in group.consumers), _json_text(group.port), _json_text(group.size))
+
+
 class Consumer:
     """A consumer as it runs on one host."""
+
+    # Slots: a fleet of 50,000 hosts resolves to hundreds of thousands of these and of Rule.
+    __slots__ = ("name", "port", "sockets", "lb", "service", "rc_vars", "ready_timeout", "reference", "description",
+                 "path", "options", "rc_vars_template", "canonical_text")
 
     def __init__(self, name, port, sockets, lb, service, rc_vars, ready_timeout, reference, description, path,
                  options=None, rc_vars_template=None):
@@ -68,6 +111,7 @@ class Consumer:
         # spec that uses none of them resolves (and digests) as before they existed
         self.options = dict(options or {})
         self.rc_vars_template = rc_vars_template
+        self.canonical_text = None
 
     @property
     def driver(self):
@@ -90,9 +134,18 @@ class Consumer:
             out["rc_vars_template"] = dict(sorted(self.rc_vars_template.items()))
         return out
 
+    def canonical(self):
+        """_canonical(self.as_dict()), made once: a resolved consumer is not changed, and is shared."""
+        if self.canonical_text is None:
+            self.canonical_text = _canonical(self.as_dict())
+        return self.canonical_text
+
 
 class Rule:
     """A divert rule of one host, with defaults applied."""
+
+    __slots__ = ("path", "name", "consumer", "port", "interface", "direction", "family", "protocols", "sources",
+                 "destinations", "from_ports", "to_ports", "state", "target_port", "canonical_text", "rendered")
 
     def __init__(self, fields, path):
         self.path = path
@@ -113,6 +166,8 @@ class Rule:
         self.to_ports = tuple(_list(fields.get("to_ports")))
         self.state = fields.get("state", RULE_DEFAULTS["state"])
         self.target_port = None  # resolved divert port, set by the resolver
+        self.canonical_text = None
+        self.rendered = None  # _render's texts of the rule by (backend, anchor): hosts share a profile's rules
 
     def as_dict(self):
         return {
@@ -121,6 +176,12 @@ class Rule:
             "protocols": list(self.protocols), "from": list(self.sources), "to": list(self.destinations),
             "from_ports": list(self.from_ports), "to_ports": list(self.to_ports), "state": self.state,
         }
+
+    def canonical(self):
+        """_canonical(self.as_dict()), made once (after resolve() set target_port)."""
+        if self.canonical_text is None:
+            self.canonical_text = _canonical(self.as_dict())
+        return self.canonical_text
 
 
 def _addresses(value):
@@ -131,6 +192,8 @@ def _addresses(value):
 
 class Group:
     """The sockets bound on one divert port of one host: one load-balancing group."""
+
+    __slots__ = ("port", "consumers")
 
     def __init__(self, port, consumers):
         self.port = port
@@ -147,6 +210,9 @@ class Group:
 class Host:
     """A host with its profile merged in."""
 
+    __slots__ = ("name", "path", "profile", "backend", "platform", "consumers", "rules", "anchor", "pf_options", "ipfw",
+                 "field_paths", "_digest", "_groups")
+
     def __init__(self, name, path):
         self.name = name
         self.path = path
@@ -160,14 +226,18 @@ class Host:
         self.ipfw = dict(IPFW_DEFAULTS)
         self.field_paths = {}
         self._digest = None
+        self._groups = None
 
     def groups(self):
-        """Groups by port, in order of first appearance."""
-        by_port = {}
-        for consumer in self.consumers:
-            if _is_int(consumer.port):
-                by_port.setdefault(consumer.port, []).append(consumer)
-        return [Group(port, members) for port, members in by_port.items()]
+        """Groups by port, in order of first appearance. Computed once, like digest(): the checks ask for them
+        again and again."""
+        if self._groups is None:
+            by_port = {}
+            for consumer in self.consumers:
+                if _is_int(consumer.port):
+                    by_port.setdefault(consumer.port, []).append(consumer)
+            self._groups = [Group(port, members) for port, members in by_port.items()]
+        return list(self._groups)
 
     def group(self, port):
         members = [c for c in self.consumers if c.port == port and _is_int(port)]
@@ -184,13 +254,24 @@ class Host:
             "ipfw": dict(sorted(self.ipfw.items())),
         }
 
+    def canonical(self):
+        """_canonical(self.as_dict()), byte for byte, from the consumers' and rules' own texts and pieces
+        shared between hosts (the keys in sorted order, as _canonical writes them)."""
+        return "".join((
+            '{"backend":', _piece(self.backend), ',"consumers":[', ",".join(c.canonical() for c in self.consumers),
+            '],"groups":[', ",".join(_group_text(g) for g in self.groups()),
+            '],"ipfw":', _piece(tuple(sorted(self.ipfw.items())), dict), ',"name":', _json_text(self.name),
+            ',"pf":', _piece((("anchor", self.anchor),) + tuple(sorted(self.pf_options.items())), dict),
+            ',"platform":', _piece(self.platform), ',"rules":[', ",".join(r.canonical() for r in self.rules), "]}"))
+
     def digest(self):
         """sha256 of the host's resolved spec, canonical JSON: the same spec gives the same digest.
 
         Computed once: a resolved host is not changed after resolve() or host_from_dict() built it,
         and the header, the plan and the render action all ask for it."""
         if self._digest is None:
-            canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+            canonical = self.canonical()
+            import hashlib  # here: loading OpenSSL costs a validation, which never digests, a few milliseconds
             self._digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
         return self._digest
 
@@ -237,9 +318,25 @@ def _consumer_refs(entries, base):
     return out
 
 
+_UNSET = object()
+
+
+def _shared(cache, key, make):
+    """make(), or the equal object an earlier host already made for the same key (a resolved Consumer or
+    Rule is not changed after resolve(): hosts of one profile share its rules and their consumers)."""
+    try:
+        found = cache.get(key)
+    except TypeError:  # an unhashable value of an invalid spec
+        return make()
+    if found is None:
+        found = cache[key] = make()
+    return found
+
+
 def resolve(data):
     """The resolved Fleet of a (possibly invalid) spec document."""
     data = _dict(data)
+    consumers_made, rules_made, texts_made = {}, {}, {}
     consumer_defs = {}
     for name, definition in _dict(data.get("consumers")).items():
         consumer_defs[name] = (_dict(definition), ("consumers", name))
@@ -292,22 +389,33 @@ def resolve(data):
                     refs[name] = (merged, path)
             for index, rule in enumerate(_list(fields.get("rules"))):
                 if isinstance(rule, dict):
-                    host.rules.append(Rule(rule, base + ("rules", index)))
+                    host.rules.append(_shared(rules_made, base + ("rules", index), lambda: _rule(
+                        rule, base + ("rules", index), consumer_defs)))
         for name in order:
             override, path = refs[name]
             if name in consumer_defs:
-                host.consumers.append(_consumer_for_host(name, consumer_defs[name][0], override, path))
-        by_name = {c.name: c for c in host.consumers}
-        for rule in host.rules:
-            consumer = by_name.get(rule.consumer)
-            if _is_int(rule.port):
-                rule.target_port = rule.port
-            elif consumer is not None and _is_int(consumer.port):
-                rule.target_port = consumer.port
-            elif rule.consumer in consumer_defs and _is_int(consumer_defs[rule.consumer][0].get("port")):
-                rule.target_port = consumer_defs[rule.consumer][0]["port"]
+                sockets, ready = override.get("sockets", _UNSET), override.get("ready_timeout", _UNSET)
+                consumer = _shared(consumers_made, (name, path, sockets, ready), lambda: _consumer_for_host(
+                    name, consumer_defs[name][0], override, path))
+                if consumer.canonical_text is None:
+                    # The same consumer placed elsewhere (another path) has the same resolved text.
+                    consumer.canonical_text = texts_made.get((name, repr(sockets), repr(ready)))
+                    if consumer.canonical_text is None:
+                        consumer.canonical_text = texts_made[(name, repr(sockets), repr(ready))] = consumer.canonical()
+                host.consumers.append(consumer)
         hosts[host_name] = host
     return Fleet(hosts, consumer_defs, profiles)
+
+
+def _rule(fields, path, consumer_defs):
+    """A Rule with its divert port: its own, or its consumer's (which no host changes: a host's consumers
+    entry overrides sockets and ready_timeout only)."""
+    rule = Rule(fields, path)
+    if _is_int(rule.port):
+        rule.target_port = rule.port
+    elif rule.consumer in consumer_defs and _is_int(consumer_defs[rule.consumer][0].get("port")):
+        rule.target_port = consumer_defs[rule.consumer][0]["port"]
+    return rule
 
 
 def host_from_dict(resolved):

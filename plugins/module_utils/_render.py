@@ -77,10 +77,21 @@ def pf_rule(rule, anchor):
     return " ".join(words)
 
 
+def _rendered(rule, key, make):
+    """make(), kept on the rule: the hosts of a profile share its Rule objects, and so their text."""
+    texts = rule.rendered
+    if texts is None:
+        texts = rule.rendered = {}
+    if key not in texts:
+        texts[key] = make()
+    return texts[key]
+
+
 def render_pf(host):
     """The pf anchor text of a resolved host."""
     lines = _header(host, 'pf anchor "%s"' % host.anchor, "pfctl -a %s -f FILE" % host.anchor)
-    lines.extend(pf_rule(rule, host.anchor) for rule in host.rules)
+    anchor = host.anchor
+    lines.extend(_rendered(rule, ("pf", anchor), lambda: pf_rule(rule, anchor)) for rule in host.rules)
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +138,7 @@ def ipfw_lines(host, rule_set=None):
     number = settings["rule_base"]
     lines = []
     for rule in host.rules:
-        for body in ipfw_rule_bodies(rule):
+        for body in _rendered(rule, ("ipfw",), lambda: ipfw_rule_bodies(rule)):
             lines.append((number, "add %d set %d %s" % (number, rule_set, body)))
             number += settings["rule_step"]
     return lines

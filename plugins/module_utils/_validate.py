@@ -104,14 +104,14 @@ def _without_gc(function):
 
 
 @_without_gc
-def validate_file(path):
-    """Report for a spec file; raises _loader.SpecFileError when it cannot be read."""
-    return validate_document(_loader.load_file(path))
+def validate_file(path, limits=None):
+    """Report for a spec file; raises _loader.SpecFileError when it cannot be read. `limits`: _loader.Limits."""
+    return validate_document(_loader.load_file(path, limits=limits))
 
 
 @_without_gc
-def validate_text(text, file="<spec>"):
-    return validate_document(_loader.load_text(text, file=file))
+def validate_text(text, file="<spec>", limits=None):
+    return validate_document(_loader.load_text(text, file=file, limits=limits))
 
 
 def _escape(match):

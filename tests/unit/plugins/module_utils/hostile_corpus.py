@@ -71,9 +71,11 @@ GENERATORS = {
     "billion-laughs": _billion_laughs,
     "merge-doubling": _merge_doubling,
     "invisible-flood": lambda: "\u2028" * 1000000,
-    "long-port-list": lambda: _base("to_ports: [80]", "to_ports: [%s]" % ", ".join(["80"] * 1000000)),
+    "long-port-list": lambda: _base("to_ports: [80]", "to_ports: [%s]" % ", ".join(["80"] * 2100000)),
     "many-bad-values": _many_bad_values,
     "values-at-the-bound": lambda: _base("to_ports: [80]", "to_ports: [%s]" % ", ".join(["80"] * 199000)),
+    "yaml-values-over-the-bound": lambda: _base("consumers:", "x-port: &port 9000\nconsumers:").replace(
+        "to_ports: [80]", "to_ports: [%s]" % ", ".join(["80"] * 250000)),
 }
 
 

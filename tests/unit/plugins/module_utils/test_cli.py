@@ -158,3 +158,15 @@ def test_command_line_does_not_import_ansible():
             "print(sorted(m for m in sys.modules if m == 'ansible' or m.startswith('ansible.')))")
     out = subprocess.check_output([sys.executable, "-c", code, FLEET], env=subprocess_env()).decode()
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_every_read_limit_is_an_option_named_when_exceeded(capsys):
+    code, out, _err = run(capsys, "validate", FLEET, "--max-values", "20", "--format", "json")
+    assert code == 1 and "--max-values" in json.loads(out)["errors"][0]["message"]
+    code, _out, err = run(capsys, "render", FLEET, "--host", "fw-edge-01", "--max-mib", "0.001")
+    assert code == 2 and "(--max-mib)" in err
+    code, _out, err = run(capsys, "plan", FLEET, "--max-depth", "0")
+    assert code == 2 and "--max-depth must be at least 1" in err
+    code, out, _err = run(capsys, "validate", FLEET, "--max-mib", "1", "--max-values", "5000", "--max-yaml-values", "10",
+                          "--max-depth", "10", "--max-aliases", "10")
+    assert code == 0, out

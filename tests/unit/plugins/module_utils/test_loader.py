@@ -157,13 +157,34 @@ def test_missing_and_unreadable_files_raise_spec_file_error(tmp_path):
         validate_file(str(tmp_path))  # a directory
 
 
-def test_oversized_file_is_refused(tmp_path):
+def test_oversized_file_is_refused_naming_the_option(tmp_path):
     big = tmp_path / "big.yml"
     with open(str(big), "wb") as handle:
-        handle.write(b"# padding\n" * (11 * 1024 * 1024 // 10))
+        handle.write((b"#" + b" padding" * 124 + b"\n") * 3 * 1024)
     with pytest.raises(_loader.SpecFileError) as info:
-        validate_file(str(big))
-    assert "MiB" in str(info.value)
+        validate_file(str(big), _loader.Limits(max_mib=2))
+    assert "larger than 2 MiB (--max-mib)" in str(info.value)
+    assert validate_file(str(big), _loader.Limits(max_mib=3.5)).errors[0].code == "schema"  # empty document
+
+
+def test_the_default_limits_admit_a_fleet_of_50000_hosts():
+    assert _loader.MAX_MIB * 1024 * 1024 > 50000 * 180 * 2  # the benchmark's fleet: 175 bytes a host
+    assert _loader.MAX_VALUES > 50000 * 20  # and 19.5 values a host
+
+
+def test_too_many_values_names_the_option():
+    text = "version: 1\nx: [%s]\n" % ", ".join(["1"] * 100)
+    [diag] = _loader.load_text(text, file="f.yml", limits=_loader.Limits(max_values=50)).diagnostics
+    assert diag.code == "yaml-syntax" and "--max-values" in diag.message
+
+
+def test_depth_and_aliases_are_options():
+    deep = "a: " + "[" * 10 + "]" * 10 + "\n"
+    [diag] = _loader.load_text(deep, file="f.yml", limits=_loader.Limits(max_depth=5)).diagnostics
+    assert "--max-depth" in diag.message
+    aliases = "a: &a [1, 2]\nb: [%s]\n" % ", ".join(["*a"] * 20)
+    [diag] = _loader.load_text(aliases, file="f.yml", limits=_loader.Limits(max_aliases=10)).diagnostics
+    assert "--max-aliases" in diag.message
 
 
 def test_values_stay_json_types():

@@ -20,7 +20,8 @@ import pytest
 
 from ansible_collections.divert.fleet.plugins.module_utils import _render
 from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_file, validate_text
-from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import EXAMPLES, GOLDEN, dump, subprocess_env
+from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import (
+    EXAMPLES, GOLDEN, base, dump, subprocess_env)
 
 UPDATE = os.environ.get("DIVERT_FLEET_UPDATE_GOLDEN") == "1"
 
@@ -180,3 +181,15 @@ def test_rendered_tokens_come_only_from_validated_text():
 def test_divert_ports_lists_each_port_once():
     host = validate_file(os.path.join(EXAMPLES, "fleet.yml")).fleet.hosts["fw-edge-02"]
     assert _render.divert_ports(host) == [8000, 8400]
+
+
+def test_the_digest_is_of_the_canonical_json_of_the_resolved_host():
+    """Host.canonical() writes the text from its consumers' and rules' own (shared) texts: byte for byte what
+    dumping as_dict() with sorted keys writes, so digests (and the golden files) do not change."""
+    import hashlib
+    reports = [validate_file(os.path.join(EXAMPLES, "fleet.yml")), validate_text(dump(base()))]
+    for report in reports:
+        for host in report.fleet.hosts.values():
+            canonical = json.dumps(host.as_dict(), sort_keys=True, separators=(",", ":"))
+            assert host.canonical() == canonical
+            assert host.digest() == hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+"""The plain-subset reader against the YAML path: the same values, positions and diagnostics on every spec
+of the tests' corpus and on mutations of it, and the reader really reads the specs people write."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from ansible_collections.divert.fleet.plugins.module_utils import _blockyaml, _loader
+from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_document
+from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import EXAMPLES, base, dump
+from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.hostile_corpus import CASES, text_of
+
+ROOT = os.path.dirname(EXAMPLES)
+
+
+def _bench_fleet(hosts):
+    spec = importlib.util.spec_from_file_location("divert_fleet_bench", os.path.join(ROOT, "benchmarks", "bench.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.fleet_text(hosts)
+
+
+def _corpus():
+    out = []
+    for path in sorted(glob.glob(os.path.join(EXAMPLES, "*.yml"))):
+        with open(path, encoding="utf-8") as handle:
+            out.append((os.path.basename(path), handle.read()))
+    out.append(("helpers-base", dump(base())))
+    out += [(case["name"], text_of(case)) for case in CASES if "lines" in case]
+    out.append(("bench-60", _bench_fleet(60)))
+    out.append(("bench-6", _bench_fleet(6)))
+    return out
+
+
+CORPUS = _corpus()
+
+
+def _mutations(text, every=1):
+    """Line-level edits of a spec (of every `every`th line): most leave the subset or make the spec wrong."""
+    lines = text.split("\n")
+    out = []
+    for index, line in enumerate(lines):
+        if not line.strip() or index % every:
+            continue
+        edits = [
+            lines[:index] + lines[index + 1:],  # removed
+            lines[:index + 1] + [line] + lines[index + 1:],  # repeated (a duplicate key, or an item more)
+            lines[:index] + [" " + line] + lines[index + 1:],  # indented one more
+            lines[:index] + [line[2:] if line.startswith("  ") else line] + lines[index + 1:],  # one less
+            lines[:index] + [line + "  # note"] + lines[index + 1:],
+            lines[:index] + [line.replace(": ", ":", 1)] + lines[index + 1:],
+            lines[:index] + [line.replace(": ", ": '", 1) + "'"] + lines[index + 1:],
+            lines[:index] + [line.replace(", ", ",", 1).replace("[", "[ ", 1)] + lines[index + 1:],
+            lines[:index] + [line.replace("- ", "-   ", 1)] + lines[index + 1:],
+            lines[:index] + [line.rstrip("]}")] + lines[index + 1:],
+            lines[:index] + [line, "", "# comment", "   "] + lines[index + 1:],
+        ]
+        out.extend("\n".join(edit) for edit in edits)
+    for old, new in ((": 9000", ": 0x2328"), (": 9000", ": 9000.0"), (": 9000", ": 9_000"), ("pf", "PF"),
+                     (": 3", ": ~"), (": 3", ": yes"), (": 3", ": 003"), (": 3", ":"), ("tcp", "'tcp'"),
+                     ("tcp", '"tcp"'), ("version: 1", "version: 1\nversion: 1"), ("ids", "&a ids"),
+                     ("\n", "\r\n"), ("  ", "\t")):
+        if old in text:
+            out.append(text.replace(old, new, 1))
+    return out
+
+
+def _both(text):
+    """The loaded document and its report on each path."""
+    fast = _loader.load_text(text, file="f.yml", loader="auto")
+    slow = _loader.load_text(text, file="f.yml", loader="yaml")
+    return fast, slow
+
+
+def _assert_same(fast, slow):
+    assert fast.data == slow.data
+    assert repr(fast.data) == repr(slow.data)  # the same types too (1 is not True, "1" is not 1)
+    assert [d.as_dict() for d in fast.diagnostics] == [d.as_dict() for d in slow.diagnostics]
+    assert fast.positions() == slow.positions()
+    fast_report, slow_report = validate_document(fast), validate_document(slow)
+    assert [d.as_dict() for d in fast_report.diagnostics] == [d.as_dict() for d in slow_report.diagnostics]
+
+
+@pytest.mark.parametrize("name,text", CORPUS, ids=[name for name, _text in CORPUS])
+def test_the_corpus_loads_the_same_on_both_paths(name, text):
+    _assert_same(*_both(text))
+
+
+@pytest.mark.parametrize("name,text", [c for c in CORPUS if c[0] in ("fleet.yml", "helpers-base", "bench-6")],
+                         ids=lambda item: item if isinstance(item, str) and len(item) < 40 else "")
+def test_mutated_specs_load_the_same_on_both_paths(name, text):
+    for mutated in _mutations(text, every=7 if name.startswith("bench") else 1):
+        fast, slow = _both(mutated)
+        try:
+            _assert_same(fast, slow)
+        except AssertionError:
+            raise AssertionError("differs on:\n%s" % mutated)
+
+
+def test_the_reader_reads_the_specs_people_write():
+    """Not a vacuous comparison: the examples, the generated fleet and the helpers' spec are read by the subset
+    reader itself, with a position for every value and key the YAML path has."""
+    for name, text in CORPUS:
+        if name.endswith(".yml") and name != "broken.yml" or name in ("helpers-base", "bench-60"):
+            values, keys = {}, {}
+            data = _blockyaml.read(text, values, keys)
+            slow = _loader.load_text(text, file="f.yml", loader="yaml")
+            assert (data, values, keys) == (slow.data, slow.values, slow.keys), name
+            fast = _loader.load_text(text, file="f.yml", loader="auto")
+            assert fast.unread_positions == text and not fast.values  # read when first asked for
+            assert fast.position(("hosts",)) == slow.position(("hosts",))
+
+
+@pytest.mark.parametrize("text", [
+    "a: &x 1\nb: *x\n", "a: !!str 1\n", "a: |\n  text\n", "a: b\n  c\n", "a: \"x\\ty\"\n", "a: 0x10\n",
+    "a: 1\na: 2\n", "--- \na: 1\n", "- a\n", "a: [1,\n  2]\n", "a: 1.5\n", "a: 2001-12-14\n", "<<: {a: 1}\n",
+    "a:\tb\n", "? a\n: b\n", "a: [b, ]\n", "a: {b}\n", "a: b: c\n", "a: 'x\n  y'\n",
+])
+def test_what_is_outside_the_subset_goes_to_the_yaml_path(text):
+    with pytest.raises(_blockyaml.Unsupported):
+        _blockyaml.read(text, {}, {})
+    _assert_same(*_both(text))
+
+
+def test_plain_scalars_resolve_as_yaml_1_1_does():
+    text = "a: yes\nb: Off\nc: ~\nd: null\ne: -12\nf: +3\ng: 0\nh: 8000:8100\ni: 1e3x\nj: '010'\nk: [no, 7]\n"
+    values = {}
+    data = _blockyaml.read(text, values, {})
+    assert data == {"a": True, "b": False, "c": None, "d": None, "e": -12, "f": 3, "g": 0, "h": "8000:8100",
+                    "i": "1e3x", "j": "010", "k": [False, 7]}
+    _assert_same(*_both(text))
+
+
+def test_a_large_spec_outside_the_subset_names_the_option():
+    text = _bench_fleet(20) + "x-a: &a 1\n" + "".join("# %d\n" % i for i in range(10))
+    limits = _loader.Limits(max_yaml_values=50)
+    doc = _loader.load_text(text, file="f.yml", limits=limits, loader="auto")
+    [diag] = doc.diagnostics
+    assert diag.code == "yaml-syntax" and "--max-yaml-values" in diag.message and doc.data is None
+    assert diag.line == text.split("\n").index("x-a: &a 1") + 1
+    assert _loader.load_text(text, file="f.yml", loader="auto").diagnostics == []
+
+
+def test_the_resolver_table_is_pyyamls():
+    """The subset reader resolves plain scalars with a copy of PyYAML's table, so as not to import PyYAML."""
+    import yaml
+    from yaml.constructor import SafeConstructor
+
+    def table(resolvers):
+        return {char: [(tag, regexp.pattern, regexp.flags) for tag, regexp in items]
+                for char, items in resolvers.items()}
+
+    assert table(_blockyaml._IMPLICIT) == table(yaml.resolver.Resolver.yaml_implicit_resolvers)
+    assert _blockyaml._BOOLS == SafeConstructor.bool_values
+
+
+def test_a_spec_in_the_subset_is_read_without_pyyaml():
+    import subprocess
+    import sys
+    from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.fleet_helpers import subprocess_env
+    code = ("import sys\nfrom ansible_collections.divert.fleet.plugins.module_utils._validate import validate_file\n"
+            "assert validate_file(sys.argv[1]).valid()\nassert 'yaml' not in sys.modules, 'PyYAML imported'\n")
+    subprocess.run([sys.executable, "-c", code, os.path.join(EXAMPLES, "fleet.yml")], env=subprocess_env(),
+                   check=True)
