@@ -83,40 +83,54 @@ def fleet_text(hosts=1000, seed=7):
     return "\n".join(out) + "\n"
 
 
-TEN_HOSTS = """\
+# The rollout benchmark's fleet, in the example fleet's shapes: OPNsense edges running OPNsense's own IDS and the
+# reference classifier on pf, FreeBSD branches running Suricata from ports (one listener, a standby port) on pf,
+# FreeBSD lab hosts on ipfw.
+ROLLOUT_FLEET = """\
 version: 1
 consumers:
-  ips: {port: 8010, sockets: 15, service: suricata, ready_timeout: 60,
-        rc_vars: {suricata_divertport: "@PORT@", suricata_divert_listeners: "@SOCKETS@"}}
+  ids: {driver: opnsense-ids, port: 8000, sockets: 15, service: suricata, ready_timeout: 90}
+  ips: {driver: suricata, port: 8010, standby_port: 8011, sockets: 1, service: suricata, ready_timeout: 90}
   classifier: {port: 8400, sockets: 3, service: classifier, reference: true}
 profiles:
   edge:
     backend: pf
     platform: opnsense
+    consumers: [ids, classifier]
+    rules:
+      - {name: inspect-web, consumer: ids, interface: igb0, protocol: tcp, to_ports: [80, 443]}
+      - {name: classify-dns, consumer: classifier, interface: igb0, protocol: [tcp, udp], to_ports: [53]}
+  branch:
+    backend: pf
+    platform: freebsd
     consumers: [ips, classifier]
     rules:
-      - {name: inspect-web, consumer: ips, interface: igb0, protocol: tcp, to_ports: [80, 443]}
-      - {name: classify-dns, consumer: classifier, interface: igb0, protocol: [tcp, udp], to_ports: [53]}
+      - {name: inspect-branch-web, consumer: ips, interface: vtnet0, protocol: tcp, to_ports: [80, 443]}
+      - {name: classify-branch-dns, consumer: classifier, interface: vtnet0, protocol: udp, to_ports: [53]}
   lab:
     backend: ipfw
     platform: freebsd
-    consumers: [{name: ips, sockets: 1}]
+    consumers: [ips]
     rules:
       - {name: inspect-lab, consumer: ips, interface: vtnet1, protocol: tcp, from: 10.20.0.0/16}
 hosts:
 %s"""
 
 
-def bench_rollout(rounds):
-    """No-change divert.fleet.site against one ping per host, on ten twin hosts."""
+def rollout_fleet(hosts):
+    return ROLLOUT_FLEET % "".join("  fw-%02d: {profile: %s}\n" % (i, ("edge", "branch", "lab")[i % 3])
+                                   for i in range(1, hosts + 1))
+
+
+def bench_rollout(rounds, count, forks):
+    """No-change divert.fleet.site against one ping per host, on `count` twin hosts, `forks` forks."""
     root = tempfile.mkdtemp(prefix="divert-fleet-bench-twin-")
     twin = os.path.join(ROOT, "tests", "twin")
     env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
     try:
         spec = os.path.join(root, "fleet.yml")
         with open(spec, "w") as handle:
-            handle.write(TEN_HOSTS % "".join("  fw-%02d: {profile: %s}\n" % (i, "lab" if i > 7 else "edge")
-                                             for i in range(1, 11)))
+            handle.write(rollout_fleet(count))
         subprocess.run([sys.executable, os.path.join(twin, "fleetctl"), "up", "--root", root, "--spec", spec],
                        check=True, stdout=subprocess.DEVNULL)
         # Count module executions where they happen: each one starts the host's interpreter once.
@@ -141,8 +155,8 @@ def bench_rollout(rounds):
             handle.write("- name: Ping\n  hosts: twin\n  gather_facts: false\n  tasks:\n"
                          "    - name: Ping\n      ansible.builtin.ping:\n")
         playbook = os.path.join(BIN, "ansible-playbook")
-        site_cmd = [playbook, "divert.fleet.site", "-i", counted, "-e", "fleet_spec=%s" % spec]
-        ping_cmd = [playbook, ping, "-i", counted]
+        site_cmd = [playbook, "divert.fleet.site", "-i", counted, "-e", "fleet_spec=%s" % spec, "--forks", str(forks)]
+        ping_cmd = [playbook, ping, "-i", counted, "--forks", str(forks)]
 
         def run(command):
             start = time.perf_counter()
@@ -177,12 +191,12 @@ def bench_rollout(rounds):
             ping_times.append(elapsed)
             ping_calls.append(executions())
         med_site, med_ping = statistics.median(site_times), statistics.median(ping_times)
-        print("rollout   first divert.fleet.site run on %d twin hosts: %.2f s" % (len(hosts), first))
+        print("rollout   %d twin hosts, --forks %d: first divert.fleet.site run %.2f s" % (len(hosts), forks, first))
         print("rollout   no-change divert.fleet.site median %.2f s, %.1f module executions per host"
               % (med_site, statistics.median(site_calls)))
         print("rollout   ping play                 median %.2f s, %.1f module executions per host"
               % (med_ping, statistics.median(ping_calls)))
-        print("rollout   ratio no-change site / ping = %.2fx (target <= 3x)" % (med_site / med_ping))
+        print("rollout   %d hosts: ratio no-change site / ping = %.2fx (target <= 2x)" % (len(hosts), med_site / med_ping))
     finally:
         subprocess.run([sys.executable, os.path.join(twin, "twinctl"), "down", "--root", root],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -335,6 +349,8 @@ def main():
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--no-rollout", action="store_true", help="skip the twin rollout benchmark (needs root)")
     parser.add_argument("--scale", default="1000,5000,20000,50000", help="host counts of the scale table")
+    parser.add_argument("--rollout-hosts", default="10,50", help="twin host counts of the rollout benchmark")
+    parser.add_argument("--forks", type=int, default=10, help="ansible-playbook --forks of the rollout benchmark")
     parser.add_argument("--no-peer", action="store_true", help="skip the render comparison with aerleon")
     args = parser.parse_args()
     divert_fleet = os.path.join(BIN, "divert-fleet")
@@ -375,7 +391,8 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_rollout:
-        bench_rollout(max(3, args.rounds))
+        for count in [int(n) for n in args.rollout_hosts.split(",")]:
+            bench_rollout(max(3, args.rounds), count, args.forks)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,16 @@ def standins(root):
     """Per-root directory of command stand-ins (overlaid on /usr/sbin and /usr/bin)."""
     d = os.path.join(root, ".standins")
     py = real_python()
-    tools = os.path.join(TWIN, "twinlib", "tools.py")
     for sub, names in (("sbin", SBIN_TOOLS), ("bin", BIN_TOOLS)):
         for n in names:
-            _write(os.path.join(d, sub, n), '#!/bin/sh\nexec %s -I -S %s %s "$@"\n' % (py, tools, n), 0o755)
+            _write(os.path.join(d, sub, n), tool_script(py, n), 0o755)
     return d
+
+
+def tool_script(py, name):
+    """A command stand-in: twinlib.tools imported (its bytecode cached), not run as a script."""
+    return "#!/bin/sh\nexec %s -I -S -c 'import sys; sys.path.insert(0, \"%s\"); from twinlib.tools import main; " \
+           "sys.exit(main() or 0)' %s \"$@\"\n" % (py, TWIN, name)
 
 
 def hosts(root):
@@ -88,8 +93,7 @@ def create_fs(root, name, flavour):
     if flavour == "opnsense":
         os.makedirs(os.path.join(local, "etc", "inc", "plugins.inc.d"), exist_ok=True)
         os.makedirs(os.path.join(local, "etc", "rc.syshook.d", "early"), exist_ok=True)
-        _write(os.path.join(local, "sbin", "configctl"),
-               '#!/bin/sh\nexec %s -I -S %s configctl "$@"\n' % (py, os.path.join(TWIN, "twinlib", "tools.py")), 0o755)
+        _write(os.path.join(local, "sbin", "configctl"), tool_script(py, "configctl"), 0o755)
         _write(os.path.join(fs, "conf", "config.xml"), opnsense.DEFAULT_CONFIG % {"hostname": name}, 0o640)
         os.makedirs(os.path.join(fs, "conf", "backup"), exist_ok=True)
         # rc.syshook.d/early/15-templates: every configd template regenerated at boot, before the

@@ -1,5 +1,8 @@
 """User-side halves of the command stand-ins, run inside a twin host:
-    python -I -S tools.py NAME ARGS...
+    python -I -S -c 'import sys; sys.path.insert(0, TWIN); from twinlib.tools import main; sys.exit(main())' NAME ARGS...
+(imported rather than run as a script, so that its bytecode is cached: FreeBSD's tools are C programs that
+start in a millisecond, and a stand-in should not make every command cost a compile; the OPNsense layer is
+imported only by the commands that use it)
 Kernel commands read the files they name here (in the host's filesystem) and hand them to
 the host's kernel daemon; sysrc, service, daemon, reboot and configctl act locally."""
 import os
@@ -7,7 +10,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from twinlib import opnsense, proto  # noqa: E402
+from twinlib import proto  # noqa: E402
 
 RC_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
 
@@ -359,12 +362,14 @@ def configctl(argv):
         return 0
     if args[:2] == ["template", "reload"] and len(args) == 3:
         try:
+            from twinlib import opnsense
             print(opnsense.template_reload(args[2]))
         except (OSError, ValueError) as exc:
             # configd logs a template error and answers with it
             print("Execute error: %s" % exc)
         return 0
     if args[:1] == ["ids"] and len(args) == 2:
+        from twinlib import opnsense
         print(opnsense.ids(args[1]))
         return 0
     print("Action not found")
