@@ -20,8 +20,13 @@ from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.hostile_co
 ROOT = os.path.dirname(EXAMPLES)
 
 
+BENCH = os.path.join(ROOT, "benchmarks", "bench.py")  # not in the tree ansible-test units copies; pytest has it
+
+
 def _bench_fleet(hosts):
-    spec = importlib.util.spec_from_file_location("divert_fleet_bench", os.path.join(ROOT, "benchmarks", "bench.py"))
+    if not os.path.exists(BENCH):
+        pytest.skip("benchmarks/bench.py is not in this tree")
+    spec = importlib.util.spec_from_file_location("divert_fleet_bench", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench.fleet_text(hosts)
@@ -34,8 +39,9 @@ def _corpus():
             out.append((os.path.basename(path), handle.read()))
     out.append(("helpers-base", dump(base())))
     out += [(case["name"], text_of(case)) for case in CASES if "lines" in case]
-    out.append(("bench-60", _bench_fleet(60)))
-    out.append(("bench-6", _bench_fleet(6)))
+    if os.path.exists(BENCH):
+        out.append(("bench-60", _bench_fleet(60)))
+        out.append(("bench-6", _bench_fleet(6)))
     return out
 
 
