@@ -72,10 +72,10 @@ def _mutations(text, every=1):
     return out
 
 
-def _both(text):
+def _both(text, limits=None):
     """The loaded document and its report on each path."""
-    fast = _loader.load_text(text, file="f.yml", loader="auto")
-    slow = _loader.load_text(text, file="f.yml", loader="yaml")
+    fast = _loader.load_text(text, file="f.yml", loader="auto", limits=limits)
+    slow = _loader.load_text(text, file="f.yml", loader="yaml", limits=limits)
     return fast, slow
 
 
@@ -122,11 +122,26 @@ def test_the_reader_reads_the_specs_people_write():
     "a: &x 1\nb: *x\n", "a: !!str 1\n", "a: |\n  text\n", "a: b\n  c\n", "a: \"x\\ty\"\n", "a: 0x10\n",
     "a: 1\na: 2\n", "--- \na: 1\n", "- a\n", "a: [1,\n  2]\n", "a: 1.5\n", "a: 2001-12-14\n", "<<: {a: 1}\n",
     "a:\tb\n", "? a\n: b\n", "a: [b, ]\n", "a: {b}\n", "a: b: c\n", "a: 'x\n  y'\n",
+    # `>` starts a folded scalar (`>` alone is ""), and no plain scalar, in a flow collection either
+    "a: >\n", "a: >-\n", "a: >x\n", "- >\n", "a: [>x]\n", "a: {b: >x}\n",
+    # a duplicate key in a flow mapping: YAML keeps the first and the loader reports it
+    "a: {b: 1, b: 2}\n", "a: {b: 1, 'b': 2}\n", "a: [{b: [], b: {}}]\n",
+    # a key of more than 1024 characters is not a key to YAML, quoted or in a flow mapping
+    "'%s': 1\n" % ("k" * 1025), "a:\n- \"%s\": 1\n" % ("k" * 1025), "a: {%s: 1}\n" % ("k" * 1025),
+    "a: {'%s': 1}\n" % ("k" * 1025),
 ])
 def test_what_is_outside_the_subset_goes_to_the_yaml_path(text):
     with pytest.raises(_blockyaml.Unsupported):
         _blockyaml.read(text, {}, {})
     _assert_same(*_both(text))
+
+
+@pytest.mark.parametrize("max_depth", [0, 1, 2, 3])
+@pytest.mark.parametrize("text", ["a: 1\n", "a: [b]\n", "a: {b: c}\n", "a:\n  b: c\n", "a:\n- b\n", "a:\n- b: c\n",
+                                  "a: []\n", "a: [[]]\n"])
+def test_a_small_max_depth_counts_scalars_too(text, max_depth):
+    """--max-depth bounds every node, a scalar as much as a collection: the value of `a: 1` is at depth 1."""
+    _assert_same(*_both(text, _loader.Limits(max_depth=max_depth)))
 
 
 def test_plain_scalars_resolve_as_yaml_1_1_does():
@@ -169,3 +184,12 @@ def test_a_spec_in_the_subset_is_read_without_pyyaml():
             "assert validate_file(sys.argv[1]).valid()\nassert 'yaml' not in sys.modules, 'PyYAML imported'\n")
     subprocess.run([sys.executable, "-c", code, os.path.join(EXAMPLES, "fleet.yml")], env=subprocess_env(),
                    check=True)
+
+
+def test_positions_are_read_within_the_bound_the_values_were_read_in():
+    """Positions are read on demand, without the limits: a document the reader took under a high --max-depth
+    must be read again as deep."""
+    text = "a: %sx%s\n" % ("[" * (_blockyaml.MAX_DEPTH - 1), "]" * (_blockyaml.MAX_DEPTH - 1))
+    fast, slow = _both(text, _loader.Limits(max_depth=100))
+    assert fast.unread_positions == text
+    _assert_same(fast, slow)
