@@ -427,6 +427,9 @@ def read(text, values, keys, max_depth=None):
     try:
         return reader.document()
     except Unsupported:
+        # Raising the one instance again would chain each traceback to the last, and keep every reader (and
+        # the text it read) alive with them.
+        _UNSUPPORTED.__traceback__ = None
         error = Unsupported()
         error.line = min(reader.i, reader.count - 1) + 1
         raise error

@@ -144,6 +144,15 @@ def test_a_small_max_depth_counts_scalars_too(text, max_depth):
     _assert_same(*_both(text, _loader.Limits(max_depth=max_depth)))
 
 
+def test_a_refusal_keeps_nothing_of_the_text_refused():
+    """The reader refuses with one exception instance: raising it again must not chain its tracebacks (and with
+    them every reader and text) together."""
+    for _round in range(3):
+        with pytest.raises(_blockyaml.Unsupported):
+            _blockyaml.read("a: [b\n", None, None)
+    assert _blockyaml._UNSUPPORTED.__traceback__ is None
+
+
 def test_plain_scalars_resolve_as_yaml_1_1_does():
     text = "a: yes\nb: Off\nc: ~\nd: null\ne: -12\nf: +3\ng: 0\nh: 8000:8100\ni: 1e3x\nj: '010'\nk: [no, 7]\n"
     values = {}
