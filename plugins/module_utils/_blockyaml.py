@@ -90,7 +90,8 @@ _FIRST_NOT_TEXT = frozenset("-+0123456789.<=!&*")
 
 # Deeper documents are left to the YAML path, which refuses them past _loader.MAX_DEPTH.
 MAX_DEPTH = 48
-# Longer plain keys are left to the YAML path (it refuses simple keys of more than 1024 characters).
+# Longer keys, plain or quoted, in a block or a flow mapping, are left to the YAML path (it refuses simple keys
+# of more than 1024 characters).
 MAX_KEY = 1000
 # Longer numbers are left to the YAML path (_loader.MAX_NUMBER_CHARACTERS).
 MAX_NUMBER = 32
@@ -113,9 +114,10 @@ _UNSUPPORTED = Unsupported()
 # A mapping key and its colon: plain (a conservative character set), or quoted without escapes.
 _KEY = re.compile(r"(?:([A-Za-z0-9_][A-Za-z0-9_./@+-]*)|'([^'\n]*)'|\"([^\"\\\n]*)\"):(?: +|$)")
 # A plain scalar inside a flow collection: it ends at ',', ']', '}' or a ':' that ends a key.
-_FLOW_PLAIN = re.compile(r"(?:[A-Za-z0-9_./+=~^$()<>]|-(?=[A-Za-z0-9_./]))(?:[A-Za-z0-9_./+=~^$()<>@%!&*| -]|:(?=[^ ,\]}]))*")
-# The first character of a block plain scalar: not an indicator.
-_BLOCK_PLAIN_START = re.compile(r"[A-Za-z0-9_./+=~^$()<>]|-(?=[A-Za-z0-9_./])")
+_FLOW_PLAIN = re.compile(r"(?:[A-Za-z0-9_./+=~^$()<]|-(?=[A-Za-z0-9_./]))(?:[A-Za-z0-9_./+=~^$()<>@%!&*| -]|:(?=[^ ,\]}]))*")
+# The first character of a block plain scalar: not an indicator (`>` starts a folded scalar, and cannot start
+# a plain one in a flow collection either).
+_BLOCK_PLAIN_START = re.compile(r"[A-Za-z0-9_./+=~^$()<]|-(?=[A-Za-z0-9_./])")
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
 # Tabs, carriage returns, the line breaks of YAML 1.1 (U+0085, U+2028, U+2029), a byte order mark, and what
 # PyYAML's reader refuses as not printable: the YAML path reads or refuses them.
@@ -160,7 +162,9 @@ class _Discard(dict):
 
 class _Reader:
     def __init__(self, text, values, keys, max_depth):
-        self.max_depth = min(max_depth, MAX_DEPTH)
+        # The depth a collection may be at: its children, scalars too, are one deeper, and the YAML path
+        # refuses any node deeper than max_depth.
+        self.max_depth = MAX_DEPTH if max_depth is None else min(max_depth - 1, MAX_DEPTH)
         self.lines = text.split("\n")
         self.count = len(self.lines)
         self.i = 0
@@ -236,7 +240,7 @@ class _Reader:
             key = match.group(1)
             if key is None:
                 key = match.group(2) if match.group(2) is not None else match.group(3)
-            elif len(key) > MAX_KEY:
+            if len(key) > MAX_KEY:
                 raise _UNSUPPORTED
             if key in result:
                 raise _UNSUPPORTED  # the YAML path reports the duplicate
@@ -359,13 +363,13 @@ class _Reader:
                 value, position = self.flow_item(line, position, path + (len(result),), depth + 1)
                 result.append(value)
             else:
-                key, position = self.flow_key(line, position)
+                key, key_column, position = self.flow_key(line, position)
                 if key in result:
-                    raise _UNSUPPORTED
-                item_path = path + (key[0],)
-                self.keys[item_path] = (self.i + 1, key[1] + 1)
+                    raise _UNSUPPORTED  # the YAML path reports the duplicate
+                item_path = path + (key,)
+                self.keys[item_path] = (self.i + 1, key_column + 1)
                 value, position = self.flow_item(line, position, item_path, depth + 1)
-                result[key[0]] = value
+                result[key] = value
             position = _space(line, position)
             char = line[position:position + 1]
             if char == ",":
@@ -378,14 +382,16 @@ class _Reader:
             raise _UNSUPPORTED
 
     def flow_key(self, line, position):
-        """((key, column), index of its value) of a flow mapping entry `key: value`."""
+        """(key, its column, index of its value) of a flow mapping entry `key: value`."""
         match = _KEY.match(line, position)
         if match is None or match.end() == len(line) or line[match.end() - 1] != " ":
             raise _UNSUPPORTED
         key = match.group(1)
         if key is None:
             key = match.group(2) if match.group(2) is not None else match.group(3)
-        return (key, position), match.end()
+        if len(key) > MAX_KEY:
+            raise _UNSUPPORTED
+        return key, position, match.end()
 
     def flow_item(self, line, position, path, depth):
         char = line[position:position + 1]
@@ -408,10 +414,10 @@ def _space(line, position):
     return position
 
 
-def read(text, values, keys, max_depth=MAX_DEPTH):
+def read(text, values, keys, max_depth=None):
     """The data of a spec text, filling values and keys (path -> (line, column)) as _loader._Walker does
-    (None: no positions); Unsupported when the text is not certainly of the subset, or nests deeper than
-    max_depth."""
+    (None: no positions); Unsupported when the text is not certainly of the subset, or has a node deeper than
+    max_depth (the root is at depth 0; None: collections MAX_DEPTH deep)."""
     outside = _OUTSIDE.search(text)
     if outside:
         error = Unsupported()
@@ -421,6 +427,9 @@ def read(text, values, keys, max_depth=MAX_DEPTH):
     try:
         return reader.document()
     except Unsupported:
+        # Raising the one instance again would chain each traceback to the last, and keep every reader (and
+        # the text it read) alive with them.
+        _UNSUPPORTED.__traceback__ = None
         error = Unsupported()
         error.line = min(reader.i, reader.count - 1) + 1
         raise error

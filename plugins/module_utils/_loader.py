@@ -48,10 +48,14 @@ class _NotRaisedYet(Exception):
     """Stands for PyYAML's errors until PyYAML is imported: none can be raised before."""
 
 
+class _MarkedNotRaisedYet(_NotRaisedYet):
+    """Stands for yaml.MarkedYAMLError, a YAMLError, as _NotRaisedYet does for YAMLError."""
+
+
 # PyYAML is imported by _import_yaml(), when a spec needs it: one in the plain subset never does.
 yaml = None
 _YamlLoader = None
-_YAMLError = _MarkedYAMLError = _NotRaisedYet
+_YAMLError, _MarkedYAMLError = _NotRaisedYet, _MarkedNotRaisedYet
 
 
 def _import_yaml():
