@@ -558,8 +558,7 @@ def load_text(text, file="<spec>", limits=None, loader=None):
             "yaml-syntax", problem, path="", file=file,
             line=(mark.line + 1) if mark else 1, column=(mark.column + 1) if mark else 1))
         doc.data = None
-    # (_YAMLError and _MarkedYAMLError both stand for _NotRaisedYet until PyYAML is imported)
-    except _YAMLError as exc:  # pylint: disable=duplicate-except
+    except _YAMLError as exc:
         doc.diagnostics.append(Diagnostic("yaml-syntax", str(exc).replace("\n", " ")[:200],
                                           file=file, line=1, column=1))
         doc.data = None
