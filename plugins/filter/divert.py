@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: divert.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""divert.fleet.to_pf and divert.fleet.to_ipfw: a resolved host's rules text (docs: to_pf.yml, to_ipfw.yml)."""
+"""divert.fleet.to_pf and divert.fleet.to_ipfw: a resolved host's rules text; divert.fleet.rollout_summary and
+divert.fleet.rollout_summaries: what a rollout left (docs: the .yml file of each)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,22 @@ def rollout_summary(rendered, consumers_result=None, rules_result=None):
                                  "host, then the results of divert_consumers and divert_rules: %s" % exc)
 
 
+def rollout_summaries(rendered_hosts, hostvars, hosts, result_var="host_result"):
+    """The summary lines of every host in `hosts` that the spec names, one task for a whole batch."""
+    summaries = {}
+    try:
+        for name in sorted(hosts):
+            if name not in rendered_hosts:
+                continue
+            result = hostvars[name].get(result_var) if name in hostvars else None
+            summaries[name] = _plan.rollout_summary(rendered_hosts[name], result or {})["text"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("divert.fleet.rollout_summaries: expected the hosts that divert.fleet.render returns "
+                                 "with all_hosts=true, then hostvars and a list of host names: %s" % exc)
+    return summaries
+
+
 class FilterModule:
     def filters(self):
-        return {"to_pf": to_pf, "to_ipfw": to_ipfw, "rollout_summary": rollout_summary}
+        return {"to_pf": to_pf, "to_ipfw": to_ipfw, "rollout_summary": rollout_summary,
+                "rollout_summaries": rollout_summaries}

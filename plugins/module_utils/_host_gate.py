@@ -143,6 +143,10 @@ def gate_state(backend, groups, platform, timeout, rules_present):
     return json.dumps(state, indent=2, sort_keys=True) + "\n"
 
 
+# rc.conf variables install_boot_gate reads (run_unit reads them with the consumers' own).
+RC_VARS = ("divert_fleet_enable",)
+
+
 def install_boot_gate(host, backend, rules, groups, platform, timeout, check_mode):
     """Store the wanted rules and groups and install the gate program with exactly one way to run
     it at boot (I3): on FreeBSD the rc.d script, enabled; on OPNsense the rc.syshook.d start hook,

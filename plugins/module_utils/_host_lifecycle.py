@@ -104,13 +104,16 @@ def _removed_spec(name, entry):
 
 
 def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False, allow_disruption=False,
-             reference_program=None, ready_timeout=None, progress=None, placement=None, priority=0):
+             reference_program=None, ready_timeout=None, progress=None, placement=None, priority=0,
+             rc_also=()):
     """Bring the host to the spec's consumers and rules as one unit; see the module docstring.
 
     `rules` is the host's rendered text (spec ports), `groups` {spec port: sockets}. Returns
     the result: changed, actions, consumers (per consumer), live_ports, rules, sockets, diff.
     With `rules=None` only the consumers are handled (divert.fleet.divert_consumers): no group
     can be switched then, and a removed consumer's rules are withdrawn before it stops.
+    `rc_also`: rc.conf variables the caller reads later in the run (FreeBSD), read in the same
+    `sysrc -e` as the consumers' own.
     """
     _host_guard.consumers(consumers)
     groups = _host_guard.groups(groups or {})
@@ -125,7 +128,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
     table = _try_read_divert_sockets(host)
     record = read_record(host)
     views = []
-    names = ["kld_list"]
+    names = ["kld_list"] + list(rc_also)
     for spec in consumers:
         for port in (spec["port"], spec.get("standby_port")):
             if port:

@@ -107,10 +107,15 @@ class FreeBSDHost:
         self.clock = clock
         self.name = name or socket.gethostname()
         self.commands = []  # every command run, for the module result
+        # rc.conf values that `sysrc -e` printed since the last sysrc that writes: name -> value,
+        # None for unset. One run reads each variable once; any write forgets them all.
+        self.rc_read = {}
 
     def run(self, argv, data=None):
         argv = [str(a) for a in argv]
         self.commands.append(" ".join(argv))
+        if argv[0] == "sysrc" and argv[1:2] != ["-e"]:
+            self.rc_read.clear()
         return self.runner.run(argv, data=data)
 
     def run_ok(self, argv, what, data=None):
@@ -188,21 +193,25 @@ def _unlink(path):
 
 def sysrc_values(host, names):
     """Current rc.conf values: `sysrc -e NAME...` prints `NAME="value"` per set variable
-    (unset ones go to stderr and are absent here)."""
-    if not names:
-        return {}
-    rc, out, err = host.run(["sysrc", "-e"] + list(names))
-    values = {}
-    for line in out.splitlines():
-        name, sep, raw = line.partition("=")
-        if not sep or name not in names:
-            continue
-        try:
-            parts = shlex.split(raw)
-        except ValueError:
-            parts = [raw]
-        values[name] = " ".join(parts)
-    return values
+    (unset ones go to stderr and are absent here). Names the host has read since its last
+    rc.conf write are not read again."""
+    known = host.rc_read
+    missing = sorted(set(name for name in names if name not in known))
+    if missing:
+        _rc, out, _err = host.run(["sysrc", "-e"] + missing)
+        read = {}
+        for line in out.splitlines():
+            name, sep, raw = line.partition("=")
+            if not sep or name not in missing:
+                continue
+            try:
+                parts = shlex.split(raw)
+            except ValueError:
+                parts = [raw]
+            read[name] = " ".join(parts)
+        for name in missing:
+            known[name] = read.get(name)
+    return dict((name, known[name]) for name in names if known.get(name) is not None)
 
 
 def ensure_rc_var(host, name, value, check_mode):

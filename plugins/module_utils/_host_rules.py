@@ -21,6 +21,10 @@ from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import 
     _json_table, describe_incomplete, incomplete_groups, read_divert_sockets)
 
 
+# rc.conf variables apply_rules reads on FreeBSD (run_unit reads them with the consumers' own).
+RC_VARS = ("pf_enable",)
+
+
 def apply_rules(host, backend, rules, groups, state="present", platform="freebsd", check_mode=False,
                 manage_main_ruleset=True, placement=None, priority=0):
     """Bring the host's divert rules to `rules` (or withdraw them) in one transaction.

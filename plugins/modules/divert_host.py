@@ -176,7 +176,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.divert.fleet.plugins.module_utils import _host_gate, _host_guard
+from ansible_collections.divert.fleet.plugins.module_utils import _host_gate, _host_guard, _host_rules
 from ansible_collections.divert.fleet.plugins.module_utils._argspec import (
     CHANGE_ARGS, CONSUMERS_ARGS, FIREWALL_ARGS, PLACEMENT_ARGS)
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import make_backend
@@ -240,7 +240,8 @@ def _change(host, params, check_mode, progress):
         result = run_unit(host, backend, params["consumers"], params["rules"], params["groups"], platform,
                           check_mode=check_mode, allow_disruption=params["allow_disruption"],
                           reference_program=params["reference_program"], placement=params["placement"],
-                          priority=params["priority"], progress=progress)
+                          priority=params["priority"], progress=progress,
+                          rc_also=_host_rules.RC_VARS + (_host_gate.RC_VARS if params["boot_gate"] else ()))
         if params["boot_gate"]:
             gate = _host_gate.install_boot_gate(host, backend, result["live_rules"], result["live_groups"],
                                                 platform, params["gate_timeout"], check_mode)

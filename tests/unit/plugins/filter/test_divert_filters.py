@@ -10,7 +10,8 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.divert.fleet.plugins.filter.divert import FilterModule, rollout_summary, to_ipfw, to_pf
+from ansible_collections.divert.fleet.plugins.filter.divert import (
+    FilterModule, rollout_summaries, rollout_summary, to_ipfw, to_pf)
 from ansible_collections.divert.fleet.plugins.module_utils import _plan, _render
 from ansible_collections.divert.fleet.plugins.module_utils._validate import validate_file
 
@@ -31,7 +32,8 @@ def test_the_example_has_both_backends():
 
 
 def test_filters_are_registered_by_name():
-    assert FilterModule().filters() == {"to_pf": to_pf, "to_ipfw": to_ipfw, "rollout_summary": rollout_summary}
+    assert FilterModule().filters() == {"to_pf": to_pf, "to_ipfw": to_ipfw, "rollout_summary": rollout_summary,
+                                        "rollout_summaries": rollout_summaries}
 
 
 @pytest.mark.parametrize("name", PF_HOSTS)
@@ -110,3 +112,19 @@ def test_rollout_summary_of_one_unit_result_shows_the_serving_port():
     summary = rollout_summary(rendered, result)
     assert summary["text"][1] == "port 8010, serving on 8011 (ips): 1 of 1 sockets bound, 1 receive flows"
     assert summary["consumers_changed"] == ["ips (switch)"] and summary["rules_loaded"] == 2
+
+
+def test_rollout_summaries_of_a_batch_name_each_spec_host_that_ran():
+    fleet = validate_file(FLEET).fleet
+    rendered = dict((name, {"backend": host.backend, "digest": host.digest(), "plan": _plan.host_plan(host)})
+                    for name, host in fleet.hosts.items())
+    ran = {"changed": False, "rules": ["a"], "consumers": [{"name": "ips", "changed": False, "live_port": 8011}],
+           "sockets": {"8011": {"port": 8011, "bound": 1}}}
+    hostvars = {"fw-branch-01": {"host_result": ran}, "fw-lab-01": {}, "not-in-spec": {"host_result": ran}}
+    summaries = rollout_summaries(rendered, hostvars, ["not-in-spec", "fw-lab-01", "fw-branch-01"])
+    assert list(summaries) == ["fw-branch-01", "fw-lab-01"]  # spec hosts only, by name
+    assert summaries["fw-branch-01"] == rollout_summary(rendered["fw-branch-01"], ran)["text"]
+    assert summaries["fw-branch-01"][1].startswith("port 8010, serving on 8011 (ips): 1 of 1 sockets bound")
+    assert summaries["fw-lab-01"][0].endswith("0 rules loaded")  # no result registered: not run
+    with pytest.raises(AnsibleFilterError, match="rollout_summaries"):
+        rollout_summaries({"fw-lab-01": {"plan": {}}}, hostvars, ["fw-lab-01"])

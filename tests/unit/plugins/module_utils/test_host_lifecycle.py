@@ -14,7 +14,8 @@ from ansible_collections.divert.fleet.plugins.module_utils._host_consumers impor
 from ansible_collections.divert.fleet.plugins.module_utils._host_drivers import SuricataDriver
 from ansible_collections.divert.fleet.plugins.module_utils._host_firewall import PfBackend
 from ansible_collections.divert.fleet.plugins.module_utils._host_lifecycle import UnitFailure, run_unit
-from ansible_collections.divert.fleet.plugins.module_utils._host_os import HostError
+from ansible_collections.divert.fleet.plugins.module_utils import _host_gate, _host_rules
+from ansible_collections.divert.fleet.plugins.module_utils._host_os import HostError, ensure_rc_var, sysrc_values
 
 from ansible_collections.divert.fleet.tests.unit.plugins.module_utils.host_fakes import FakeFreeBSD
 
@@ -86,6 +87,37 @@ def test_first_run_binds_before_the_rules_then_nothing(tmp_path):
     again = unit(fake, host, [probe(), appid()])
     assert not again["changed"], again["actions"]
     assert not [line for line in fake.log if line.startswith(("service", "sysrc probe", "kill"))], fake.log
+
+
+def test_a_run_that_changes_nothing_reads_rc_conf_once(tmp_path):
+    """The consumers', pf's and the boot gate's rc.conf variables come from one `sysrc -e`."""
+    fake, host = _fake(tmp_path)
+    backend = PfBackend(host, "divert_fleet")
+    also = _host_rules.RC_VARS + _host_gate.RC_VARS
+    first = unit(fake, host, [probe(), appid()], rc_also=also)
+    _host_gate.install_boot_gate(host, backend, first["live_rules"], first["live_groups"], "freebsd", 60, False)
+    fake.log[:] = []
+    host = fake.host(tmp_path)  # the next module run: nothing read yet
+    backend = PfBackend(host, "divert_fleet")
+    again = unit(fake, host, [probe(), appid()], rc_also=also)
+    assert not again["changed"]
+    assert not _host_gate.install_boot_gate(host, backend, again["live_rules"], again["live_groups"], "freebsd", 60,
+                                            False)
+    reads = [line for line in fake.log if line.startswith("sysrc")]
+    assert len(reads) == 1 and reads[0].startswith("sysrc -e "), fake.log
+    assert {"kld_list", "pf_enable", "divert_fleet_enable", "probe_port"} <= set(reads[0].split()[2:])
+
+
+def test_rc_conf_values_are_read_again_after_a_write(tmp_path):
+    fake, host = _fake(tmp_path)
+    assert sysrc_values(host, ["pf_enable", "nothing_set"]) == {"pf_enable": "YES"}
+    assert sysrc_values(host, ["nothing_set", "pf_enable"]) == {"pf_enable": "YES"}  # unset is remembered too
+    assert len(fake.commands("sysrc -e")) == 1
+    assert sysrc_values(host, ["kld_list", "pf_enable"]) == {"kld_list": "ipdivert", "pf_enable": "YES"}
+    assert fake.commands("sysrc -e")[-1] == "sysrc -e kld_list"  # only the name not read yet
+    assert ensure_rc_var(host, "nothing_set", "YES", False)
+    assert sysrc_values(host, ["nothing_set", "pf_enable"]) == {"nothing_set": "YES", "pf_enable": "YES"}
+    assert fake.commands("sysrc -e")[-1] == "sysrc -e nothing_set pf_enable"
 
 
 def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path):
