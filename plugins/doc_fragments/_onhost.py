@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # divert.fleet.divert_sockets, divert_rules and divert_consumers: all run on FreeBSD or OPNsense
+    # divert.fleet.divert_host, divert_sockets, divert_rules and divert_consumers: all run on FreeBSD or OPNsense
     # through the on-host library (plugins/module_utils/_host_*.py) and converge to the same state when run again.
     DOCUMENTATION = r"""
 options: {}
@@ -21,7 +21,7 @@ attributes:
     platforms: freebsd
 """
 
-    # divert_rules and divert_consumers change the host: they check what the host is, and take
+    # divert_host, divert_rules and divert_consumers change the host: they check what the host is, and take
     # the host-wide lock so that two rollouts never interleave on one host.
     CHANGE = r"""
 options:
@@ -60,4 +60,38 @@ options:
     description: OPNsense only - the priority the anchor is registered with among other head or tail anchors.
     type: int
     default: 0
+"""
+
+    # divert_host, divert_rules and divert_consumers: where the host's divert rules live.
+    FIREWALL = r"""
+options:
+  anchor:
+    description: The pf anchor holding the divert rules.
+    type: str
+    default: divert_fleet
+  set:
+    description: The ipfw set holding the divert rules.
+    type: int
+    default: 5
+  spare_set:
+    description:
+      - The ipfw spare set. New rules are loaded into it and swapped with O(set) in one C(set swap); its contents
+        are deleted first.
+    type: int
+    default: 6
+"""
+
+    # divert_host and divert_rules: the boot gate (invariant I3).
+    GATE = r"""
+options:
+  boot_gate:
+    description:
+      - Store the live rules and groups and install the boot gate (invariant I3), which loads the rules at
+        boot only once every group is whole.
+    type: bool
+    default: true
+  gate_timeout:
+    description: Seconds the boot gate waits for the groups at boot before giving up (the rules stay unloaded).
+    type: int
+    default: 300
 """

@@ -36,22 +36,11 @@ options:
     description: The host's firewall, needed to withdraw rules before a stop or restart. Without it nothing is withdrawn.
     type: str
     choices: [pf, ipfw]
-  anchor:
-    description: The pf anchor holding the divert rules.
-    type: str
-    default: divert_fleet
-  set:
-    description: The ipfw set holding the divert rules.
-    type: int
-    default: 5
-  spare_set:
-    description: The ipfw spare set used to reload the set without a port's rules.
-    type: int
-    default: 6
 extends_documentation_fragment:
   - divert.fleet._consumers
   - divert.fleet._onhost
   - divert.fleet._onhost.change
+  - divert.fleet._onhost.firewall
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

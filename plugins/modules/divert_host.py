@@ -48,26 +48,6 @@ options:
     description: Port to socket count, as declared (the spec's ports).
     type: dict
     default: {}
-  anchor:
-    description: The pf anchor holding the divert rules.
-    type: str
-    default: divert_fleet
-  set:
-    description: The ipfw set holding the divert rules.
-    type: int
-    default: 5
-  spare_set:
-    description: The ipfw spare set rules are loaded into before C(set swap).
-    type: int
-    default: 6
-  boot_gate:
-    description: Store the live rules and groups and install the boot gate (invariant I3).
-    type: bool
-    default: true
-  gate_timeout:
-    description: Seconds the boot gate waits for the groups at boot.
-    type: int
-    default: 300
   job:
     description:
       - Set by the module's action plugin, not by playbooks. When the change has to wait (new groups binding,
@@ -79,6 +59,8 @@ extends_documentation_fragment:
   - divert.fleet._consumers
   - divert.fleet._onhost
   - divert.fleet._onhost.change
+  - divert.fleet._onhost.firewall
+  - divert.fleet._onhost.gate
   - divert.fleet._onhost.placement
 attributes:
   check_mode:

@@ -60,18 +60,6 @@ options:
         controller renders it (C(divert.fleet.to_pf), C(divert.fleet.to_ipfw)).
       - Required when O(state=present).
     type: str
-  anchor:
-    description: The pf anchor holding the divert rules.
-    type: str
-    default: divert_fleet
-  set:
-    description: The ipfw set the divert rules live in.
-    type: int
-    default: 5
-  spare_set:
-    description: The ipfw set new rules are loaded into before C(set swap). Its contents are deleted.
-    type: int
-    default: 6
   groups:
     description:
       - Mapping of divert port to the number of sockets the spec declares on it (the group size).
@@ -83,17 +71,11 @@ options:
     type: str
     default: present
     choices: [present, absent]
-  boot_gate:
-    description: Store the rules and install the boot gate (invariant I3).
-    type: bool
-    default: true
-  gate_timeout:
-    description: Seconds the boot gate waits for the groups at boot before giving up (rules stay empty).
-    type: int
-    default: 300
 extends_documentation_fragment:
   - divert.fleet._onhost
   - divert.fleet._onhost.change
+  - divert.fleet._onhost.firewall
+  - divert.fleet._onhost.gate
   - divert.fleet._onhost.placement
 attributes:
   check_mode:

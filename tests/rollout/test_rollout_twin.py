@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -241,6 +242,17 @@ def test_opnsense_host_without_a_reference_consumer_diverts_again_after_a_reboot
         first = site(root, spec)
         assert first.returncode == 0, first.stdout[-3000:]
         assert "divert-to 8000" in on_host(root, "fw-opn-ids", "pfctl", "-a", "divert_fleet", "-s", "rules")
+        # OPNsense's Suricata comes from its IDS model (facts, OPNsense: the OPNsense/IDS/rc.conf.d
+        # template writes /etc/rc.conf.d/suricata, and sysrc values in /etc/rc.conf are overridden):
+        # the rollout writes the model, never a suricata_ variable of its own
+        rc_conf = on_host(root, "fw-opn-ids", "sh", "-c", "cat /etc/rc.conf /etc/rc.conf.local 2>/dev/null; true")
+        assert "suricata_" not in rc_conf, rc_conf
+        templated = on_host(root, "fw-opn-ids", "cat", "/etc/rc.conf.d/suricata")
+        assert 'suricata_divertport="8000"' in templated and "-d 8000" in templated, templated
+        general = ElementTree.fromstring(on_host(root, "fw-opn-ids", "cat", "/conf/config.xml")).find(
+            "OPNsense/IDS/general")
+        assert (general.findtext("enabled"), general.findtext("mode"), general.findtext("divert_listeners")) == (
+            "1", "divert", "2")
         twinctl(root, "reboot", "--host", "fw-opn-ids")
         # the group comes back only if ipdivert is loaded at boot
         assert host_call(root, "fw-opn-ids", op="wait_sockets", port=8000, count=2, timeout=15)["ok"], \
