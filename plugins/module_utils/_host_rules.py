@@ -21,7 +21,7 @@ from ansible_collections.divert.fleet.plugins.module_utils._host_sockets import 
     _json_table, describe_incomplete, incomplete_groups, read_divert_sockets)
 
 
-# rc.conf variables apply_rules reads on FreeBSD (run_unit reads them with the consumers' own).
+# rc.conf variables apply_rules reads on a FreeBSD pf host (run_unit reads them with the consumers' own).
 RC_VARS = ("pf_enable",)
 
 

@@ -223,7 +223,8 @@ def _change(host, params, check_mode, progress):
                           check_mode=check_mode, allow_disruption=params["allow_disruption"],
                           reference_program=params["reference_program"], placement=params["placement"],
                           priority=params["priority"], progress=progress,
-                          rc_also=_host_rules.RC_VARS + (_host_gate.RC_VARS if params["boot_gate"] else ()))
+                          rc_also=(_host_rules.RC_VARS if backend.name == "pf" else ()) +
+                          (_host_gate.RC_VARS if params["boot_gate"] else ()))
         if params["boot_gate"]:
             gate = _host_gate.install_boot_gate(host, backend, result["live_rules"], result["live_groups"],
                                                 platform, params["gate_timeout"], check_mode)
