@@ -9,7 +9,10 @@ see `_host_os`).
 The unit (`run_unit`), all decided before anything changes:
 1. every consumer is classified (`_host_consumers.change_needed`): nothing, start (no group
    yet), reload (no rebind), switch (a new group on the other of port/standby_port, I5),
-   in-place restart (only with `allow_disruption`: I2 with drain), or removal;
+   in-place restart (only with `allow_disruption`: I2 with drain), or removal. A new consumer
+   whose port still serves a consumer that left the spec starts on its standby port (the old
+   group drains as a switched-from one), or, only with `allow_disruption`, takes the port over
+   in place: the port's rules withdrawn, the old group drained and stopped, the new one started;
 2. new groups are configured and started beside the serving ones, and the kernel must show
    each whole (I1); if one never is, the new instances are stopped and their settings
    removed: the host runs exactly what it ran;
@@ -72,6 +75,7 @@ class Consumer:
         self.reasons = []
         self.bound_before = 0  # sockets the kernel showed on the serving port before the change
         self.target = None  # the port the consumer serves on after the change
+        self.takes_over = None  # the removed consumer whose live port this new one takes
 
     def restart_fp(self, port):
         """The program and watch.restart files as they are, and the files the collection installs
@@ -101,6 +105,20 @@ def _removed_spec(name, entry):
     """A spec-shaped consumer for a record whose consumer left the spec (to stop and clean it)."""
     return {"name": name, "port": entry.get("live_port"), "sockets": entry.get("sockets") or 1,
             "service": entry.get("service") or name, "driver": entry.get("driver") or "rc", "rc_vars": {}}
+
+
+def _stop_instance(spec, driver, port, managed):
+    """Stop one instance and remove the settings and files the collection made for it."""
+    driver.stop(spec, port)
+    driver.unconfigure(spec, port, managed or [], False)
+    driver.uninstall(spec, port, False)
+    return "stopped %s on port %s" % (driver.instance_service(spec, port), port)
+
+
+def _stop_removed(host, platform, name, entry):
+    spec = _removed_spec(name, entry)
+    return _stop_instance(spec, driver_for(host, spec, platform), entry.get("live_port"),
+                          entry.get("managed_vars")) + " (consumer removed from the spec)"
 
 
 def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False, allow_disruption=False,
@@ -144,8 +162,9 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
 
     # --- decide, before anything changes ---------------------------------------------------------------
     refusals = []
+    held = dict((entry.get("live_port"), name) for name, entry in sorted(removed.items()) if entry.get("live_port"))
     for view in views:
-        _classify(host, backend, view, table, allow_disruption, refusals, manage_rules)
+        _classify(host, backend, view, table, allow_disruption, refusals, manage_rules, held)
     if refusals:
         raise HostError("refusing the change on %s before touching it: %s. Give the consumer a standby_port "
                         "(blue/green: no flow remaps, nothing goes uninspected) or run with "
@@ -234,6 +253,32 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                 table = _wait(host, views, {port: _group_size(views, port)}, ready_timeout, log)
             actions.append("restarted %s in place on port %d (%s)" % (view.name, port, ", ".join(view.reasons)))
 
+        # --- 4b. ports taken over in place from removed consumers (allowed disruption) ------------------------
+        for view in views:
+            if view.action != "takeover":
+                continue
+            port, old_name = view.target, view.takes_over
+            old_entry = removed.pop(old_name)  # stopped here, not after the rules
+            if backend is not None:
+                before = backend.canonical(backend.loaded_text())
+                withdrawn = backend.withdraw_ports([port], check_mode)
+                actions.append("withdrew %d rule(s) diverting to port %d before %s takes it over from %s" % (
+                    len(withdrawn), port, view.name, old_name))
+            if check_mode:
+                actions.append("would drain port %d, stop %s, then start %s on it" % (port, old_name, view.name))
+                continue
+            if backend is not None:
+                actions.append(drain(host, backend, [port], _diverting_to(before, port), time.time(),
+                                     _drain_timeout(view), log)["text"])
+            actions.append(_stop_removed(host, platform, old_name, old_entry))
+            view.driver.install(view.spec, port, False, reference_program)
+            view.driver.configure(view.spec, port, view.driver.settings(view.spec, port), view.current, False)
+            view.driver.start(view.spec, port)
+            started.append((view, port))
+            table = _wait(host, views, {port: _group_size(views, port)}, ready_timeout, log)
+            actions.append("started %s on port %d, taken over from %s (removed from the spec)" % (
+                view.driver.instance_service(view.spec, port), port, old_name))
+
         # --- 5. the rules, with the live ports, in one transaction ------------------------------------------
         mapping = dict((view.port, view.target) for view in views if view.target != view.port)
         live_groups = {}
@@ -287,13 +332,10 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                 actions.append(drained["text"])
                 if drained["left"]:
                     result["warnings"].append(drained["text"])
-            driver.stop(spec, port)
             managed = (view.record or {}).get("managed_vars") if view else (record.get(spec["name"]) or {}).get(
                 "managed_vars")
-            driver.unconfigure(spec, port, managed or [], False)
-            driver.uninstall(spec, port, False)
-            why = "" if view else " (consumer removed from the spec)"
-            actions.append("stopped %s on port %s%s" % (driver.instance_service(spec, port), port, why))
+            actions.append(_stop_instance(spec, driver, port, managed) + ("" if view else
+                                                                          " (consumer removed from the spec)"))
     except HostError as exc:
         raise UnitFailure(
             "%s; the new rules are in force with the new groups (%s), but an old group may still run" % (
@@ -335,8 +377,33 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
     return result
 
 
-def _classify(host, backend, view, table, allow_disruption, refusals, manage_rules=True):
-    """Set view.action, view.target and view.reasons (see the module docstring)."""
+def _classify(host, backend, view, table, allow_disruption, refusals, manage_rules=True, held=None):
+    """Set view.action, view.target and view.reasons (see the module docstring). `held`: live port
+    to the name of the consumer that left the spec and still serves on it."""
+    holder = (held or {}).get(view.port) if view.record is None else None
+    if holder is not None:
+        # What runs on the port is the removed consumer's group, not this one adopted.
+        view.takes_over = holder
+        if view.driver.standby and view.standby_port and manage_rules and view.standby_port not in held:
+            view.action, view.target = "start", view.standby_port
+            view.reasons = ["new; port %d still serves %s, which left the spec and drains once the rules switch"
+                            % (view.port, holder)]
+            return
+        view.target = view.port
+        if allow_disruption:
+            view.action, view.reasons = "takeover", ["new; takes port %d over from %s, which left the spec" % (
+                view.port, holder)]
+            return
+        states = None
+        if backend is not None and backend.name == "pf":
+            states = _count_states(host, backend, _diverting_to(backend.canonical(backend.loaded_text()), view.port))
+        refusals.append("consumer %s takes port %d over from consumer %s, which left the spec: without a standby "
+                        "port, %s onto the new group and the port's traffic passes undiverted or is dropped while "
+                        "the old group drains and the new one binds (up to %d s)" % (
+                            view.name, view.port, holder,
+                            "%d live flow(s) remap" % states if states is not None else "its live flows remap",
+                            _drain_timeout(view) + int(view.spec.get("ready_timeout") or 60)))
+        return
     if view.record is None or view.live_port is None:
         bound = table.get(view.port, {}).get("bound", 0)
         running = bound > 0 or view.driver.running(view.spec, view.port)
@@ -416,11 +483,11 @@ def _roll_back(host, started, views, check_mode):
     if check_mode:
         return
     for view, port in reversed(started):
-        if view.action not in ("start", "switch"):
+        if view.action not in ("start", "switch", "takeover"):
             continue
         try:
             view.driver.stop(view.spec, port)
-            if view.action == "switch":
+            if view.action in ("switch", "takeover"):
                 view.driver.unconfigure(view.spec, port, sorted(view.driver.settings(view.spec, port)), False)
                 view.driver.uninstall(view.spec, port, False)
         except HostError:
@@ -429,7 +496,13 @@ def _roll_back(host, started, views, check_mode):
 
 def _now_running(host, started, views):
     serving = ", ".join("%s on port %d" % (v.name, v.live_port) for v in views if v.live_port) or "nothing"
-    stopped = ", ".join("%s on port %d" % (v.name, p) for v, p in started if v.action in ("start", "switch"))
+    stopped = ", ".join("%s on port %d" % (v.name, p) for v, p in started if v.action in ("start", "switch",
+                                                                                           "takeover"))
+    taken = [v for v, _p in started if v.action == "takeover"]
+    if taken:
+        return "port(s) %s were freed for a takeover the play allowed (%s stopped, their rules withdrawn)%s" % (
+            ", ".join(str(v.target) for v in taken), ", ".join(v.takes_over for v in taken),
+            "; the new group(s) %s were stopped" % stopped if stopped else "")
     return "the host runs what it ran before: %s, with its previous rules in force%s" % (
         serving, "; the new group(s) %s were stopped" % stopped if stopped else "")
 

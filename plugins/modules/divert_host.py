@@ -19,7 +19,11 @@ description:
     may not do): nothing; start (no group yet); reload (only O(consumers[].watch) C(reload) files changed:
     the running instance is told without rebinding, so nothing remaps); a blue/green switch (the group must
     restart or change size and the consumer has a O(consumers[].standby_port)); an in-place restart (no
-    standby port, only with O(allow_disruption)); or removal (recorded on the host, gone from the spec)."
+    standby port, only with O(allow_disruption)); or removal (recorded on the host, gone from the spec).
+    A new consumer whose port still serves one that left the spec starts on its standby port, and the old
+    group drains once the rules switch; without a standby port it is refused, or with O(allow_disruption)
+    takes the port over (C(takeover) - the port's rules withdrawn, the old group drained and stopped, the
+    new one started and whole, then the rules)."
   - Then - new groups are configured and started beside the serving ones and the kernel must show each
     whole (I1), else they are stopped again and nothing else changes; reloads; allowed in-place restarts
     (their rules withdrawn, their pf states drained); the rules with every consumer's live port in one
@@ -93,7 +97,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 consumers:
-  description: Per consumer, what its change needed and why, and what serves now.
+  description:
+    - Per consumer, what its change needed and why, and what serves now.
+    - C(action) is null (nothing), C(start), C(reload), C(switch), C(restart) or C(takeover).
   returned: success
   type: list
   elements: dict

@@ -44,13 +44,18 @@ SPEC = {
                 "driver": "reflector", "ready_timeout": 20},
         "flt": {"description": "its next group binds only some sockets", "port": 8700, "standby_port": 8701,
                 "sockets": 4, "service": "flt", "driver": "reflector", "ready_timeout": 5, "drain_timeout": 60},
+        "old": {"description": "replaced by another consumer on its port", "port": 8500, "sockets": 2,
+                "service": "old", "driver": "reflector", "ready_timeout": 20, "drain_timeout": 60},
+        "new": {"description": "replaces old on its port", "port": 8500, "standby_port": 8501, "sockets": 3,
+                "service": "new", "driver": "reflector", "ready_timeout": 20, "drain_timeout": 60},
     },
     "hosts": {},
     "pf": {"anchor": "divert_fleet"},
 }
 WEB = {"interface": "igb0", "direction": "in", "protocol": "tcp", "to_ports": [80, 443]}
 for _host, _consumers in (("d2-resize", ["rsz"]), ("d2-restart", ["rst"]), ("d2-reload", ["rld"]),
-                          ("d2-remove", ["keep", "gone"]), ("d2-refuse", ["nsb"]), ("d2-fault", ["flt"])):
+                          ("d2-remove", ["keep", "gone"]), ("d2-refuse", ["nsb"]), ("d2-fault", ["flt"]),
+                          ("d2-replace", ["old"])):
     SPEC["hosts"][_host] = {"backend": "pf", "platform": "freebsd", "consumers": _consumers,
                             "rules": [dict(WEB, name="web-%s" % _consumers[0], consumer=_consumers[0])]}
 SPEC["hosts"]["d2-remove"]["rules"] += [
@@ -137,11 +142,14 @@ def changed(day2):
         d["hosts"]["d2-remove"]["rules"] = d["hosts"]["d2-remove"]["rules"][:1]   # dns-keep: removed
         d["consumers"]["nsb"]["sockets"] = 3                                  # refused: no standby port
         d["consumers"]["flt"]["sockets"] = 6                                  # binds 3 of 6
+        d["hosts"]["d2-replace"]["consumers"] = ["new"]                       # new takes old's port 8500
+        d["hosts"]["d2-replace"]["rules"][0]["consumer"] = "new"
     step1 = edit(spec, change, spec + ".step1.yml")
     on_host(root, "d2-reload", "sh", "-c", "echo 'alert tcp any any -> any 443 (sid:2;)' >> %s" % RULES_FILE)
     expect(root, "d2-resize", 8101, 5)
     expect(root, "d2-restart", 8201, 3)
     expect(root, "d2-fault", 8701, 6)
+    expect(root, "d2-replace", 8501, 3)
     twinctl(root, "fault", "--host", "d2-fault", "--service", "flt_standby", "--bind-only", "3")
     result = site(root, step1, **FORKS)
     twinctl(root, "fault", "--host", "d2-fault", "--service", "flt_standby", "--clear")
@@ -155,7 +163,7 @@ def test_a_day2_run_changes_each_host_as_one_unit_and_loses_nothing(changed):
     counts = recap(out)
     assert changed["result"].returncode != 0
     assert counts["d2-refuse"]["failed"] == 1 and counts["d2-fault"]["failed"] == 1, counts
-    for host in ("d2-resize", "d2-restart", "d2-reload", "d2-remove"):
+    for host in ("d2-resize", "d2-restart", "d2-reload", "d2-remove", "d2-replace"):
         assert counts[host]["failed"] == 0 and counts[host]["changed"] >= 1, (host, counts, out[-4000:])
     assert "d2-refuse failed" in out and "d2-fault failed" in out
     moved = unchanged(changed["before"]["report"], changed["after"])
@@ -215,6 +223,22 @@ def test_a_removed_consumer_and_a_removed_rule(changed):
     assert "gone" not in json.loads(on_host(root, "d2-remove", "cat", "/var/db/divert_fleet/consumers.json"))[
         "consumers"]
     assert pidfile(root, "d2-remove", "keep") == changed["before"]["keep_pid"]
+
+
+def test_a_consumer_replaced_on_its_port_hands_over_through_the_standby_port(changed):
+    """A new consumer on the port of one that left the spec: it binds its standby port while the old
+    group serves, the rules switch to it, the old group drains and stops; no loss counter moved
+    (test_a_day2_run_changes_each_host_as_one_unit_and_loses_nothing)."""
+    root = changed["root"]
+    assert groups(root, "d2-replace") == {"8501": 3}
+    rules = anchor(root, "d2-replace")
+    assert "divert-to 8501" in rules and "divert-to 8500" not in rules
+    rc_conf = on_host(root, "d2-replace", "cat", "/etc/rc.conf")
+    assert "old_" not in rc_conf and 'new_standby_sockets="3"' in rc_conf, rc_conf
+    assert not on_host(root, "d2-replace", "ls", "/usr/local/etc/rc.d/old")
+    record = json.loads(on_host(root, "d2-replace", "cat", "/var/db/divert_fleet/consumers.json"))["consumers"]
+    assert sorted(record) == ["new"] and record["new"]["live_port"] == 8501
+    assert "port 8500, serving on 8501 (new): 3 of 3 sockets bound" in changed["result"].stdout
 
 
 def test_a_restart_without_a_standby_port_is_refused_before_the_host_is_touched(changed):

@@ -120,6 +120,71 @@ def test_rc_conf_values_are_read_again_after_a_write(tmp_path):
     assert fake.commands("sysrc -e")[-1] == "sysrc -e nothing_set pf_enable"
 
 
+def _replaced(fake, host, **changes):
+    """probe serving on 8000, then the spec replaces it by probe2 on the same port."""
+    unit(fake, host, [probe(), appid()])
+    fake.log[:] = []
+    return probe(name="probe2", service="probe2", **changes)
+
+
+def test_a_new_consumer_on_a_removed_ones_port_starts_on_its_standby_port_first(tmp_path):
+    fake, host = _fake(tmp_path)
+    probe2 = _replaced(fake, host)
+    result = unit(fake, host, [probe2, appid()])
+    (report,) = [c for c in result["consumers"] if c["name"] == "probe2"]
+    assert report["action"] == "start" and report["live_port"] == 8001, report
+    assert "still serves probe" in report["reasons"][0]
+    # the new group is whole before the rules switch to it; the old one stops only after the switch
+    assert fake.index("service probe2_standby start") < fake.index("pfctl -o none -a divert_fleet -f")
+    assert fake.index("pfctl -o none -a divert_fleet -f") < fake.index("service probe onestop")
+    assert loaded_ports(fake) == [8001, 8100]
+    assert not [name for name in fake.rc_conf if name.startswith("probe_")], fake.rc_conf
+    assert sorted(read_record(host)) == ["appid", "probe2"] and read_record(host)["probe2"]["live_port"] == 8001
+    fake.log[:] = []
+    assert not unit(fake, host, [probe2, appid()])["changed"]
+
+
+def test_a_takeover_without_a_standby_port_is_refused_before_anything_changes(tmp_path):
+    fake, host = _fake(tmp_path)
+    probe2 = _replaced(fake, host, standby_port=None)
+    with pytest.raises(HostError) as info:
+        unit(fake, host, [probe2, appid()])
+    message = info.value.message
+    assert "consumer probe2 takes port 8000 over from consumer probe, which left the spec" in message, message
+    assert "needs a restart" not in message  # not taken for an adopted probe2
+    assert not [line for line in fake.log if line.startswith(("service", "sysrc probe", "pfctl -o none"))], fake.log
+    assert loaded_ports(fake) == [8000, 8100] and sorted(read_record(host)) == ["appid", "probe"]
+
+
+def test_an_allowed_takeover_withdraws_drains_and_stops_the_old_group_before_the_new_binds(tmp_path):
+    fake, host = _fake(tmp_path)
+    probe2 = _replaced(fake, host, standby_port=None)
+    result = unit(fake, host, [probe2, appid()], allow_disruption=True)
+    (report,) = [c for c in result["consumers"] if c["name"] == "probe2"]
+    assert report["action"] == "takeover" and report["live_port"] == 8000, report
+    withdraw = fake.index("pfctl -o none -a divert_fleet -f")
+    assert withdraw < fake.index("service probe onestop") < fake.index("service probe2 start")
+    loads = [i for i, line in enumerate(fake.log) if line.startswith("pfctl -o none -a divert_fleet -f")]
+    assert len(loads) == 2 and loads[-1] > fake.index("service probe2 start")  # the rules come back last
+    assert loaded_ports(fake) == [8000, 8100] and fake.rc_conf["probe2_port"] == "8000"
+    assert any("taken over from probe" in action for action in result["actions"]), result["actions"]
+    assert sorted(read_record(host)) == ["appid", "probe2"]
+    fake.log[:] = []
+    assert not unit(fake, host, [probe2, appid()])["changed"]
+
+
+def test_a_failed_takeover_says_the_port_was_freed_and_stops_the_new_group(tmp_path):
+    fake, host = _fake(tmp_path, partial={"probe2": 1})
+    probe2 = _replaced(fake, host, standby_port=None)
+    with pytest.raises(UnitFailure) as info:
+        unit(fake, host, [probe2, appid()], allow_disruption=True)
+    message = info.value.message
+    assert "port(s) 8000 were freed for a takeover the play allowed (probe stopped" in message, message
+    assert "the new group(s) probe2 on port 8000 were stopped" in message
+    assert fake.index("service probe2 start") < fake.index("service probe2 onestop")
+    assert "probe2_port" not in fake.rc_conf  # its settings went with it
+
+
 def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path):
     fake, host = _fake(tmp_path)
     unit(fake, host, [probe(), appid()])
