@@ -496,8 +496,8 @@ def _roll_back(host, started, views, check_mode):
 
 def _now_running(host, started, views):
     serving = ", ".join("%s on port %d" % (v.name, v.live_port) for v in views if v.live_port) or "nothing"
-    stopped = ", ".join("%s on port %d" % (v.name, p) for v, p in started if v.action in ("start", "switch",
-                                                                                           "takeover"))
+    new_groups = ("start", "switch", "takeover")
+    stopped = ", ".join("%s on port %d" % (v.name, p) for v, p in started if v.action in new_groups)
     taken = [v for v, _p in started if v.action == "takeover"]
     if taken:
         return "port(s) %s were freed for a takeover the play allowed (%s stopped, their rules withdrawn)%s" % (
