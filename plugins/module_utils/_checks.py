@@ -310,27 +310,30 @@ def _field_path(consumer, fleet, key):
 
 def standby_port(doc, fleet):
     # I5: the next group binds on the standby port while the serving one keeps its port: the two
-    # must differ, must not be another consumer's port, and the driver must run a second instance.
+    # must differ, must not be another consumer's port, the port must be the consumer's alone, and
+    # the driver must run a second instance (_grammar.standby_clash, which the host checks again).
     for host in fleet.hosts.values():
-        taken = {}
-        for consumer in host.consumers:
-            if _is_int(consumer.port):
-                taken.setdefault(consumer.port, consumer.name)
         for consumer in host.consumers:
             standby = consumer.standby_port
-            if not _is_int(standby):
+            if not _is_int(standby) or not _is_int(consumer.port):
                 continue
+            others = [(other.name, other.port, other.standby_port) for other in host.consumers
+                      if other is not consumer]
+            clash = _grammar.standby_clash(consumer.port, standby, others)
             path = _field_path(consumer, fleet, "standby_port")
-            if standby == consumer.port:
+            if clash and clash[0] == "own":
                 message = "consumer %s has standby_port %d, its own port; the next group needs a port of its own " \
                           "beside the serving one - pick another" % (_quote(consumer.name), standby)
-            elif standby in taken or any(other.standby_port == standby for other in host.consumers
-                                         if other is not consumer):
-                owners = [o.name for o in host.consumers if o is not consumer and o.standby_port == standby]
-                owner = taken.get(standby) or owners[0]
+            elif clash and clash[0] == "taken":
                 message = "consumer %s has standby_port %d on host %s, which consumer %s uses; two groups would " \
                           "share the port - pick a free one" % (_quote(consumer.name), standby, _quote(host.name),
-                                                                _quote(owner))
+                                                                _quote(clash[1]))
+            elif clash:
+                message = "consumer %s has a standby_port, but shares port %d with consumer %s on host %s: the " \
+                          "rules divert to the port's whole group, so switching %s alone would move %s's flows " \
+                          "with it - give it a port of its own, or drop standby_port" % (
+                              _quote(consumer.name), consumer.port, _quote(clash[1]), _quote(host.name),
+                              _quote(consumer.name), _quote(clash[1]))
             elif consumer.driver not in STANDBY_DRIVERS:
                 message = "consumer %s (driver %s) has a standby_port, but that driver runs one instance only; " \
                           "use driver %s, or drop standby_port and allow disruption for its restarts" % (

@@ -47,7 +47,8 @@ CODES = {
     "unsafe-rc-value": (ERROR, "An rc_vars value holds a shell metacharacter or a character no rc.conf value "
                                "may hold."),
     "interface-keyword": (ERROR, "A rule's interface is named like a pf keyword (to, from, proto, label, ...)."),
-    "standby-port": (ERROR, "A consumer's standby_port is its own port, another consumer's, or its driver runs one instance."),
+    "standby-port": (ERROR, "A consumer's standby_port is its own port or another consumer's, its port is shared "
+                            "with another consumer, or its driver runs one instance."),
     "opnsense-ids": (ERROR, "Driver opnsense-ids on a host that is not OPNsense, on a port other than 8000, or twice."),
     "suricata-listeners": (ERROR, "A suricata consumer asks one process for more than 16 divert listeners."),
     "lb-ignored": (WARNING, "An ipfw host has a group of more than one socket: every packet reaches one socket."),

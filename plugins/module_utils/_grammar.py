@@ -28,7 +28,9 @@ The API (stable; the on-host side calls it):
   `re.search`), which means the same as `re.fullmatch(PATTERNS[kind], ...)` in all three;
 - `INVISIBLE_RE` and `invisible_characters(text)`: the characters a reviewer cannot see or that
   YAML 1.1 reads as line breaks, for one scan of a file's text; `ANY_INVISIBLE_RE` for values;
-- `quote(value)`: a value for a message, JSON-quoted and bounded.
+- `quote(value)`: a value for a message, JSON-quoted and bounded;
+- `standby_clash(port, standby_port, others)`: why a consumer's standby port cannot be, beside the
+  host's other consumers (the one rule of ports the spec check and the on-host guard share).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -436,3 +438,20 @@ def schema_pattern(kind):
 def invisible_characters(text):
     """(offset, character) of every character INVISIBLE_RE finds in `text`."""
     return [(match.start(), match.group()[0]) for match in INVISIBLE_RE.finditer(text)]
+
+
+def standby_clash(port, standby_port, others):
+    """Why a consumer on `port` cannot have `standby_port` on a host whose other consumers are
+    `others` ((name, port, standby_port) each): ("own", None), ("taken", other's name) when another
+    consumer serves or stands by on it, ("shared", other's name) when another consumer shares
+    `port` - the rules divert to the port's whole group, so a switch of one consumer would move the
+    other's flows with it - or None."""
+    if standby_port == port:
+        return "own", None
+    for name, other_port, other_standby in others:
+        if standby_port in (other_port, other_standby):
+            return "taken", name
+    for name, other_port, _other_standby in others:
+        if other_port == port:
+            return "shared", name
+    return None

@@ -96,8 +96,17 @@ def consumers(items):
                     "share one rc.d service" % (_grammar.quote(service), services[service]))
         services[service] = name
         if consumer.get("standby_port") is not None:
-            if port(consumer.get("standby_port"), where + " standby_port") == consumer.get("port"):
-                _refuse(where + " standby_port", "standby_port %d is the consumer's own port" % consumer["port"])
+            standby = port(consumer.get("standby_port"), where + " standby_port")
+            others = [(other.get("name"), other.get("port"), other.get("standby_port"))
+                      for other in items if other is not consumer and isinstance(other, dict)]
+            clash = _grammar.standby_clash(consumer["port"], standby, others)
+            if clash is not None:
+                _refuse(where + " standby_port", {
+                    "own": "standby_port %d is the consumer's own port" % standby,
+                    "taken": "standby_port %d is a port of consumer %s" % (standby, _grammar.quote(clash[1])),
+                    "shared": "port %d is shared with consumer %s: a switch of one would move the other's flows"
+                              % (consumer["port"], _grammar.quote(clash[1])),
+                }[clash[0]])
         watch = consumer.get("watch") or {}
         if not isinstance(watch, dict) or set(watch) - set(("restart", "reload")):
             _refuse(where + " watch", "watch takes restart and reload, each a list of paths")

@@ -255,6 +255,19 @@ def test_standby_port_of_another_consumer_and_of_a_one_instance_driver():
     assert "driver rc" in diag.message and "runs one instance only" in diag.message
 
 
+def test_standby_port_of_a_consumer_that_shares_its_port():
+    spec = base()
+    spec["profiles"]["edge"]["consumers"] = ["ids", "appid"]
+    spec["consumers"]["appid"]["port"] = 9000  # one group of ids and appid on port 9000
+    spec["consumers"]["ids"].update(driver="suricata", standby_port=9001)
+    (diag,) = [d for d in report_for(spec).diagnostics if d.code == "standby-port"]
+    assert "shares port 9000 with consumer \"appid\" on host \"fw1\"" in diag.message, diag.message
+    assert diag.path == "/consumers/ids/standby_port" and diag.severity == "error"
+    # the nearest that passes: the same shared port, no standby port
+    del spec["consumers"]["ids"]["standby_port"]
+    assert "standby-port" not in codes(report_for(spec))
+
+
 def test_opnsense_ids_on_its_own_port_is_not_reserved():
     spec = base()
     spec["profiles"]["edge"]["platform"] = "opnsense"

@@ -185,6 +185,30 @@ def test_a_failed_takeover_says_the_port_was_freed_and_stops_the_new_group(tmp_p
     assert "probe2_port" not in fake.rc_conf  # its settings went with it
 
 
+@pytest.mark.parametrize("consumers, refused", [
+    ([probe(), probe(name="other", service="other", standby_port=None)],
+     "consumer probe standby_port: port 8000 is shared with consumer \"other\""),
+    ([probe(standby_port=8100), appid()], "consumer probe standby_port: standby_port 8100 is a port of consumer "
+                                          "\"appid\""),
+    ([probe(standby_port=8000), appid()], "consumer probe standby_port: standby_port 8000 is the consumer's own port"),
+])
+def test_the_host_refuses_a_standby_port_the_spec_check_refuses(tmp_path, consumers, refused):
+    """_grammar.standby_clash, the standby-port rule both sides share."""
+    fake, host = _fake(tmp_path)
+    with pytest.raises(HostError) as info:
+        unit(fake, host, consumers)
+    assert refused in info.value.message, info.value.message
+    assert not fake.log, fake.log  # refused before any command
+
+
+def test_two_consumers_may_share_a_port_without_standby_ports(tmp_path):
+    fake, host = _fake(tmp_path)
+    shared = [probe(standby_port=None, sockets=2), probe(name="other", service="other", standby_port=None,
+                                                         sockets=1)]
+    result = unit(fake, host, shared, rules=RULES.split("\n")[0] + "\n")
+    assert result["live_groups"] == {"8000": 3} and loaded_ports(fake) == [8000]
+
+
 def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path):
     fake, host = _fake(tmp_path)
     unit(fake, host, [probe(), appid()])
