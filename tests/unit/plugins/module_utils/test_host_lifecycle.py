@@ -205,7 +205,7 @@ def test_two_consumers_may_share_a_port_without_standby_ports(tmp_path):
     fake, host = _fake(tmp_path)
     shared = [probe(standby_port=None, sockets=2), probe(name="other", service="other", standby_port=None,
                                                          sockets=1)]
-    result = unit(fake, host, shared, rules=RULES.split("\n")[0] + "\n")
+    result = unit(fake, host, shared, rules=RULES.split("\n", 1)[0] + "\n")
     assert result["live_groups"] == {"8000": 3} and loaded_ports(fake) == [8000]
 
 
