@@ -108,9 +108,19 @@ def _removed_spec(name, entry):
 
 
 def _stop_instance(spec, driver, port, managed):
-    """Stop one instance and remove the settings and files the collection made for it."""
-    driver.stop(spec, port)
-    driver.unconfigure(spec, port, managed or [], False)
+    """Stop one instance and remove the settings and files the collection made for it. Idempotent:
+    a run that failed after stopping it (its record still names it) leaves nothing that fails the
+    next run - a stop that fails of an instance no longer running, and variables already gone, are
+    what was wanted."""
+    try:
+        driver.stop(spec, port)
+    except HostError:
+        if driver.running(spec, port):
+            raise
+    managed = sorted(managed or [])
+    if managed:
+        managed = sorted(driver.current(spec, port, managed))
+    driver.unconfigure(spec, port, managed, False)
     driver.uninstall(spec, port, False)
     return "stopped %s on port %s" % (driver.instance_service(spec, port), port)
 

@@ -209,6 +209,27 @@ def test_two_consumers_may_share_a_port_without_standby_ports(tmp_path):
     assert result["live_groups"] == {"8000": 3} and loaded_ports(fake) == [8000]
 
 
+def test_a_removed_consumer_that_an_earlier_failed_run_stopped_is_only_forgotten(tmp_path):
+    """The record still names probe, but a run that failed later stopped it and removed its rc.d
+    script and variables: `service probe onestop` fails as FreeBSD's service(8) does for a missing
+    script, and that is what was wanted."""
+    fake, host = _fake(tmp_path, partial=None)
+    unit(fake, host, [probe(standby_port=None), appid()])
+    fake.running.discard("probe")
+    fake.bound_by.pop("probe", None)
+    for name in [name for name in fake.rc_conf if name.startswith("probe_")]:
+        del fake.rc_conf[name]
+    (tmp_path / "usr/local/etc/rc.d/probe").unlink()
+    fake.fail["service probe onestop"] = (1, "", "probe does not exist in /etc/rc.d or the local startup\n"
+                                          "directories (/usr/local/etc/rc.d), or is not executable\n")
+    fake.log[:] = []
+    result = unit(fake, host, [appid()], rules=RULES.split("\n", 1)[1])
+    assert sorted(read_record(host)) == ["appid"] and loaded_ports(fake) == [8100], result["actions"]
+    assert not fake.commands("sysrc -x"), fake.log  # nothing of probe's was left to remove
+    fake.log[:] = []
+    assert not unit(fake, host, [appid()], rules=RULES.split("\n", 1)[1])["changed"]
+
+
 def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path):
     fake, host = _fake(tmp_path)
     unit(fake, host, [probe(), appid()])
