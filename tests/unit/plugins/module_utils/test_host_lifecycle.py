@@ -173,6 +173,21 @@ def test_an_allowed_takeover_withdraws_drains_and_stops_the_old_group_before_the
     assert not unit(fake, host, [probe2, appid()])["changed"]
 
 
+@pytest.mark.parametrize("standby_port, allow, said", [
+    (8001, False, "would start probe2 on port 8001"),
+    (None, True, "would drain port 8000, stop probe, then start probe2 on it"),
+])
+def test_a_takeover_in_check_mode_says_what_it_would_do_and_changes_nothing(tmp_path, standby_port, allow, said):
+    fake, host = _fake(tmp_path)
+    probe2 = _replaced(fake, host, standby_port=standby_port)
+    rules, rc_conf, record = fake.anchor_printed, dict(fake.rc_conf), read_record(host)
+    result = unit(fake, host, [probe2, appid()], check_mode=True, allow_disruption=allow)
+    assert result["changed"] and said in result["actions"], result["actions"]
+    assert not [line for line in fake.log if line.startswith(("service", "sysrc probe", "sysrc -x",
+                                                              "pfctl -o none -a divert_fleet -f"))], fake.log
+    assert (fake.anchor_printed, fake.rc_conf, read_record(host)) == (rules, rc_conf, record)
+
+
 def test_a_failed_takeover_says_the_port_was_freed_and_stops_the_new_group(tmp_path):
     fake, host = _fake(tmp_path, partial={"probe2": 1})
     probe2 = _replaced(fake, host, standby_port=None)
