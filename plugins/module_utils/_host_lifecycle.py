@@ -76,6 +76,7 @@ class Consumer:
         self.bound_before = 0  # sockets the kernel showed on the serving port before the change
         self.target = None  # the port the consumer serves on after the change
         self.takes_over = None  # the removed consumer whose live port this new one takes
+        self.renamed_from = None  # the removed consumer this one is, renamed in the spec
 
     def restart_fp(self, port):
         """The program and watch.restart files as they are, and the files the collection installs
@@ -169,6 +170,21 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
     if reference_program is None and any(view.driver.name == "reflector" for view in views):
         raise HostError("reference consumers need reference_program (the divert-reflector source); nothing was "
                         "changed")
+
+    # A consumer renamed in the spec (no record under its name, a removed one with its driver and
+    # service serving on its port or standby port) is the same running group under a new name.
+    for view in views:
+        if view.record is not None:
+            continue
+        for name, entry in sorted(removed.items()):
+            live = entry.get("live_port")
+            if live in (view.port, view.standby_port) and entry.get("driver") == view.driver.name and \
+                    entry.get("service") == view.driver.instance_service(view.spec, live):
+                view.record, view.live_port, view.renamed_from = entry, live, name
+                del removed[name]
+                actions.append("consumer %s is %s renamed: its group on port %d is the same" % (
+                    view.name, name, live))
+                break
 
     # --- decide, before anything changes ---------------------------------------------------------------
     refusals = []

@@ -23,7 +23,8 @@ description:
     A new consumer whose port still serves one that left the spec starts on its standby port, and the old
     group drains once the rules switch; without a standby port it is refused, or with O(allow_disruption)
     takes the port over (C(takeover) - the port's rules withdrawn, the old group drained and stopped, the
-    new one started and whole, then the rules)."
+    new one started and whole, then the rules). A consumer only renamed in the spec (its driver and
+    service serving on its port) keeps its running group under the new name."
   - Then - new groups are configured and started beside the serving ones and the kernel must show each
     whole (I1), else they are stopped again and nothing else changes; reloads; allowed in-place restarts
     (their rules withdrawn, their pf states drained); the rules with every consumer's live port in one

@@ -188,6 +188,27 @@ def test_a_takeover_in_check_mode_says_what_it_would_do_and_changes_nothing(tmp_
     assert (fake.anchor_printed, fake.rc_conf, read_record(host)) == (rules, rc_conf, record)
 
 
+def test_a_consumer_renamed_in_the_spec_keeps_its_running_group(tmp_path):
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    pid_before = dict(fake.pid)
+    fake.log[:] = []
+    renamed = probe(name="web-probe")  # the same service, port, sockets and settings
+    result = unit(fake, host, [renamed, appid()])
+    assert "consumer web-probe is probe renamed: its group on port 8000 is the same" in result["actions"]
+    assert [c["action"] for c in result["consumers"]] == [None, None]
+    assert not [line for line in fake.log if line.startswith(("service", "sysrc probe", "sysrc -x",
+                                                              "pfctl -o none -a divert_fleet -f"))], fake.log
+    assert sorted(read_record(host)) == ["appid", "web-probe"] and fake.pid == pid_before
+    fake.log[:] = []
+    assert not unit(fake, host, [renamed, appid()])["changed"]
+    # renamed and resized at once: the group it was switches as the old name's would
+    switched = unit(fake, host, [probe(name="probe-5", sockets=5), appid()])
+    (report,) = [c for c in switched["consumers"] if c["name"] == "probe-5"]
+    assert report["action"] == "switch" and report["live_port"] == 8001 and loaded_ports(fake) == [8001, 8100]
+    assert sorted(read_record(host)) == ["appid", "probe-5"]
+
+
 def test_a_failed_takeover_says_the_port_was_freed_and_stops_the_new_group(tmp_path):
     fake, host = _fake(tmp_path, partial={"probe2": 1})
     probe2 = _replaced(fake, host, standby_port=None)
