@@ -48,6 +48,8 @@ SPEC = {
                 "service": "old", "driver": "reflector", "ready_timeout": 20, "drain_timeout": 60},
         "new": {"description": "replaces old on its port", "port": 8500, "standby_port": 8501, "sockets": 3,
                 "service": "new", "driver": "reflector", "ready_timeout": 20, "drain_timeout": 60},
+        "named": {"description": "renamed in the spec", "port": 8800, "sockets": 2, "service": "nmd",
+                  "driver": "reflector", "ready_timeout": 20},
     },
     "hosts": {},
     "pf": {"anchor": "divert_fleet"},
@@ -55,7 +57,7 @@ SPEC = {
 WEB = {"interface": "igb0", "direction": "in", "protocol": "tcp", "to_ports": [80, 443]}
 for _host, _consumers in (("d2-resize", ["rsz"]), ("d2-restart", ["rst"]), ("d2-reload", ["rld"]),
                           ("d2-remove", ["keep", "gone"]), ("d2-refuse", ["nsb"]), ("d2-fault", ["flt"]),
-                          ("d2-replace", ["old"])):
+                          ("d2-replace", ["old"]), ("d2-rename", ["named"])):
     SPEC["hosts"][_host] = {"backend": "pf", "platform": "freebsd", "consumers": _consumers,
                             "rules": [dict(WEB, name="web-%s" % _consumers[0], consumer=_consumers[0])]}
 SPEC["hosts"]["d2-remove"]["rules"] += [
@@ -131,6 +133,7 @@ def changed(day2):
         "rld_pid": suricata(root, "d2-reload")["pid"],
         "keep_pid": pidfile(root, "d2-remove", "keep"),
         "nsb_pid": pidfile(root, "d2-refuse", "nsb"),
+        "nmd_pid": pidfile(root, "d2-rename", "nmd"),
         "rc_conf": dict((h, on_host(root, h, "cat", "/etc/rc.conf")) for h in HOSTS),
         "record": dict((h, on_host(root, h, "cat", "/var/db/divert_fleet/consumers.json")) for h in HOSTS),
     }
@@ -144,6 +147,9 @@ def changed(day2):
         d["consumers"]["flt"]["sockets"] = 6                                  # binds 3 of 6
         d["hosts"]["d2-replace"]["consumers"] = ["new"]                       # new takes old's port 8500
         d["hosts"]["d2-replace"]["rules"][0]["consumer"] = "new"
+        d["consumers"]["renamed"] = d["consumers"].pop("named")               # a new name only
+        d["hosts"]["d2-rename"]["consumers"] = ["renamed"]
+        d["hosts"]["d2-rename"]["rules"][0]["consumer"] = "renamed"
     step1 = edit(spec, change, spec + ".step1.yml")
     on_host(root, "d2-reload", "sh", "-c", "echo 'alert tcp any any -> any 443 (sid:2;)' >> %s" % RULES_FILE)
     expect(root, "d2-resize", 8101, 5)
@@ -163,7 +169,7 @@ def test_a_day2_run_changes_each_host_as_one_unit_and_loses_nothing(changed):
     counts = recap(out)
     assert changed["result"].returncode != 0
     assert counts["d2-refuse"]["failed"] == 1 and counts["d2-fault"]["failed"] == 1, counts
-    for host in ("d2-resize", "d2-restart", "d2-reload", "d2-remove", "d2-replace"):
+    for host in ("d2-resize", "d2-restart", "d2-reload", "d2-remove", "d2-replace", "d2-rename"):
         assert counts[host]["failed"] == 0 and counts[host]["changed"] >= 1, (host, counts, out[-4000:])
     assert "d2-refuse failed" in out and "d2-fault failed" in out
     moved = unchanged(changed["before"]["report"], changed["after"])
@@ -239,6 +245,15 @@ def test_a_consumer_replaced_on_its_port_hands_over_through_the_standby_port(cha
     record = json.loads(on_host(root, "d2-replace", "cat", "/var/db/divert_fleet/consumers.json"))["consumers"]
     assert sorted(record) == ["new"] and record["new"]["live_port"] == 8501
     assert "port 8500, serving on 8501 (new): 3 of 3 sockets bound" in changed["result"].stdout
+
+
+def test_a_renamed_consumer_keeps_its_process_and_group(changed):
+    root = changed["root"]
+    assert pidfile(root, "d2-rename", "nmd") == changed["before"]["nmd_pid"]
+    assert groups(root, "d2-rename") == {"8800": 2} and "divert-to 8800" in anchor(root, "d2-rename")
+    record = json.loads(on_host(root, "d2-rename", "cat", "/var/db/divert_fleet/consumers.json"))["consumers"]
+    assert sorted(record) == ["renamed"] and record["renamed"]["live_port"] == 8800
+    assert "port 8800 (renamed): 2 of 2 sockets bound" in changed["result"].stdout
 
 
 def test_a_restart_without_a_standby_port_is_refused_before_the_host_is_touched(changed):
