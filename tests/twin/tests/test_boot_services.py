@@ -27,6 +27,21 @@ def test_service_messages_and_exit_codes(host):
     assert host.sh("service nosuch start").returncode == 1
 
 
+def test_sysrc_unknown_variables_fail_for_reading_and_deleting(host):
+    """usr.sbin/sysrc/sysrc: a NAME without `=` is looked up first; an unset one is reported and
+    the exit status is 1, also with -x, and also when -i or -q hide the message."""
+    host.sh("sysrc -q fact_set=YES", check=True)
+    r = host.sh("sysrc -e fact_set fact_unset")
+    assert r.returncode == 1 and r.stdout == 'fact_set="YES"\n' and "unknown variable 'fact_unset'" in r.stderr
+    assert host.sh("sysrc -i -e fact_unset").returncode == 1
+    r = host.sh("sysrc -x fact_unset")
+    assert r.returncode == 1 and "unknown variable 'fact_unset'" in r.stderr
+    r = host.sh("sysrc -q -x fact_unset")
+    assert r.returncode == 1 and r.stderr == ""
+    assert host.sh("sysrc -x fact_set").returncode == 0
+    assert host.sh("sysrc -x fact_set").returncode == 1  # gone now
+
+
 def test_reboot_ends_consumers_clears_rules_and_boots_in_rc_order(host):
     host.install_consumer(port=8000, sockets=3)
     host.sh("sysrc -q kld_list=ipdivert pf_enable=YES", check=True)

@@ -170,6 +170,14 @@ def sysrc(argv):
             if not qflag:
                 print("%s: %s -> %s" % (name, old if old is not None else "", val))
         elif xflag:
+            # usr.sbin/sysrc/sysrc: a NAME without `=` is looked up (`f_sysrc_get "$NAME?"`) before
+            # -x deletes it: an unset one is "unknown variable" and exit 1, even with -i or -q
+            # (they hide only the message).
+            if _rc_get(a, read_files) is None:
+                if not (iflag or qflag):
+                    sys.stderr.write("sysrc: unknown variable '%s'\n" % a)
+                rc = 1
+                continue
             text = _read(write_file) or ""
             lines = [l for l in text.splitlines() if not (_ASSIGN.match(l) and _ASSIGN.match(l).group(1) == a)]
             with open(write_file, "w") as f:
@@ -181,9 +189,9 @@ def sysrc(argv):
                     rc = 1
                 continue
             if v is None:
-                if not iflag:
+                if not (iflag or qflag):
                     sys.stderr.write("sysrc: unknown variable '%s'\n" % a)
-                    rc = 1
+                rc = 1  # usr.sbin/sysrc/sysrc: status=$FAILURE whether or not -i/-q hide the message
                 continue
             if nflag:
                 print(v)

@@ -322,9 +322,11 @@ class FakeFreeBSD:
                     err.append("sysrc: unknown variable '%s'" % var)
             return (1 if err else 0), "\n".join(out) + ("\n" if out else ""), "\n".join(err)
         if args[:1] == ["-x"]:
+            # as FreeBSD's sysrc: an unset name is "unknown variable" and exit 1 (see the twin's sysrc)
+            unknown = [var for var in args[1:] if var not in conf]
             for var in args[1:]:
                 conf.pop(var, None)
-            return 0, "", ""
+            return (1 if unknown else 0), "", "".join("sysrc: unknown variable '%s'\n" % var for var in unknown)
         for assignment in args:
             var, _sep, value = assignment.partition("=")
             conf[var] = value
