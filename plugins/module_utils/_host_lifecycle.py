@@ -38,7 +38,7 @@ import time
 from ansible_collections.divert.fleet.plugins.module_utils import _host_guard
 from ansible_collections.divert.fleet.plugins.module_utils._host_consumers import (
     DEFAULT_DRAIN_TIMEOUT, change_needed, ensure_ipdivert, fingerprint, policy, read_record, write_record)
-from ansible_collections.divert.fleet.plugins.module_utils._host_drivers import driver_for
+from ansible_collections.divert.fleet.plugins.module_utils._host_drivers import STANDBY_SUFFIX, driver_for
 from ansible_collections.divert.fleet.plugins.module_utils._host_os import HostError, sysrc_values, text_diff
 from ansible_collections.divert.fleet.plugins.module_utils._host_parse import (
     parse_pf_states, rewrite_divert_ports)
@@ -95,6 +95,29 @@ class Consumer:
         if not self.standby_port:
             return None
         return self.standby_port if self.live_port == self.port else self.port
+
+    def live_service(self):
+        """The instance serving now, as the record names it (the spec's port may have moved since)."""
+        return (self.record or {}).get("service") or self.driver.instance_service(self.spec, self.live_port)
+
+    def old_spec(self):
+        """The spec as it was for the serving instance: the driver's instance_service(old_spec(),
+        live_port) is live_service(), so its stop, settings and files are that instance's."""
+        service, live = self.live_service(), self.live_port
+        if self.driver.standby and service.endswith(STANDBY_SUFFIX) and \
+                self.driver.instance_service(self.spec, live) != service:
+            other = live + 1 if live < 65535 else live - 1
+            return dict(self.spec, service=service[:-len(STANDBY_SUFFIX)], port=other, standby_port=live)
+        if self.driver.instance_service(self.spec, live) == service:
+            return self.spec
+        return dict(self.spec, service=service, port=live, standby_port=None)
+
+    def beside(self):
+        """Ports of the spec where the next group can bind beside the serving one: not the live
+        port, and an instance other than the live one."""
+        live = self.live_service()
+        return [port for port in (self.port, self.standby_port)
+                if port and port != self.live_port and self.driver.instance_service(self.spec, port) != live]
 
     def entry(self, port):
         wanted = self.wanted(port)
@@ -247,7 +270,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
             if view.action != "reload":
                 continue
             if not check_mode:
-                view.driver.reload(view.spec, view.live_port)
+                view.driver.reload(view.old_spec(), view.live_port)
             method = view.driver.reload_method(view.spec) or "rc"
             actions.append("reloaded %s (%s): %s" % (view.name, method, ", ".join(view.reasons)))
         if any(v.action == "reload" for v in views) and not check_mode:
@@ -274,7 +297,13 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                                          _drain_timeout(view), log)["text"])
                 view.driver.install(view.spec, port, False, reference_program)
                 view.driver.configure(view.spec, port, view.driver.settings(view.spec, port), view.current, False)
-                view.driver.restart(view.spec, port)
+                if view.live_port is not None and view.driver.instance_service(view.spec, port) != view.live_service():
+                    # the spec's port now names another instance than the serving one (a port move)
+                    actions.append(_stop_instance(view.old_spec(), view.driver, old_port,
+                                                  (view.record or {}).get("managed_vars")))
+                    view.driver.start(view.spec, port)
+                else:
+                    view.driver.restart(view.spec, port)
                 started.append((view, port))
                 table = _wait(host, views, {port: _group_size(views, port)}, ready_timeout, log)
             actions.append("restarted %s in place on port %d (%s)" % (view.name, port, ", ".join(view.reasons)))
@@ -339,7 +368,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
             done=actions, **dict((k, v) for k, v in exc.details.items() if k != "done"))
 
     # --- 6. old groups drain, then stop -------------------------------------------------------------------
-    old = [(view.spec, view.driver, view.live_port, view) for view in views
+    old = [(view.old_spec(), view.driver, view.live_port, view) for view in views
            if view.action == "switch" and view.live_port is not None]
     for name, entry in sorted(removed.items()):
         spec = _removed_spec(name, entry)
@@ -461,16 +490,17 @@ def _classify(host, backend, view, table, allow_disruption, refusals, manage_rul
         view.reasons = reasons + ["(the consumer declares no reload)"]
     if need == "repair":
         # The group is not whole: I1 wants its rules withdrawn before it is rebuilt in place.
-        if view.driver.standby and view.other_port() and manage_rules:
-            view.action, view.target = "switch", view.other_port()
+        beside = view.beside() if view.driver.standby and manage_rules else []
+        if beside:
+            view.action, view.target = "switch", beside[0]
         else:
             view.action, view.target = "restart", view.live_port
         return
-    target = view.other_port() if view.driver.standby and manage_rules else None
-    if view.live_port not in (view.port, view.standby_port) and manage_rules:
-        target = view.port if view.driver.instance_service(view.spec, view.port) != \
-            view.driver.instance_service(view.spec, view.live_port) else target
-    if target is not None and target != view.live_port:
+    # the next group binds beside the serving one: another port and another instance (after a port
+    # move the spec's ports may name the serving instance's, which the record knows)
+    beside = view.beside() if view.driver.standby and manage_rules else []
+    target = beside[0] if beside else None
+    if target is not None:
         view.action, view.target = "switch", target
         return
     if allow_disruption:

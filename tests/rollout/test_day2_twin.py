@@ -48,6 +48,8 @@ SPEC = {
                 "service": "old", "driver": "reflector", "ready_timeout": 20, "drain_timeout": 60},
         "new": {"description": "replaces old on its port", "port": 8500, "standby_port": 8501, "sockets": 3,
                 "service": "new", "driver": "reflector", "ready_timeout": 20, "drain_timeout": 60},
+        "mov": {"description": "moved to another port", "port": 8900, "standby_port": 8901, "sockets": 2,
+                "service": "mov", "driver": "reflector", "ready_timeout": 20, "drain_timeout": 60},
         "named": {"description": "renamed in the spec", "port": 8800, "sockets": 2, "service": "nmd",
                   "driver": "reflector", "ready_timeout": 20},
     },
@@ -57,7 +59,8 @@ SPEC = {
 WEB = {"interface": "igb0", "direction": "in", "protocol": "tcp", "to_ports": [80, 443]}
 for _host, _consumers in (("d2-resize", ["rsz"]), ("d2-restart", ["rst"]), ("d2-reload", ["rld"]),
                           ("d2-remove", ["keep", "gone"]), ("d2-refuse", ["nsb"]), ("d2-fault", ["flt"]),
-                          ("d2-replace", ["old"]), ("d2-rename", ["named"])):
+                          ("d2-replace", ["old"]), ("d2-rename", ["named"]),
+                          ("d2-move", ["mov"])):
     SPEC["hosts"][_host] = {"backend": "pf", "platform": "freebsd", "consumers": _consumers,
                             "rules": [dict(WEB, name="web-%s" % _consumers[0], consumer=_consumers[0])]}
 SPEC["hosts"]["d2-remove"]["rules"] += [
@@ -148,6 +151,7 @@ def changed(day2):
         d["hosts"]["d2-replace"]["consumers"] = ["new"]                       # new takes old's port 8500
         d["hosts"]["d2-replace"]["rules"][0]["consumer"] = "new"
         d["consumers"]["renamed"] = d["consumers"].pop("named")               # a new name only
+        d["consumers"]["mov"].update(port=8905, standby_port=8906)            # a port move, beside on 8906
         d["hosts"]["d2-rename"]["consumers"] = ["renamed"]
         d["hosts"]["d2-rename"]["rules"][0]["consumer"] = "renamed"
     step1 = edit(spec, change, spec + ".step1.yml")
@@ -156,6 +160,7 @@ def changed(day2):
     expect(root, "d2-restart", 8201, 3)
     expect(root, "d2-fault", 8701, 6)
     expect(root, "d2-replace", 8501, 3)
+    expect(root, "d2-move", 8906, 2)
     twinctl(root, "fault", "--host", "d2-fault", "--service", "flt_standby", "--bind-only", "3")
     result = site(root, step1, **FORKS)
     twinctl(root, "fault", "--host", "d2-fault", "--service", "flt_standby", "--clear")
@@ -169,7 +174,7 @@ def test_a_day2_run_changes_each_host_as_one_unit_and_loses_nothing(changed):
     counts = recap(out)
     assert changed["result"].returncode != 0
     assert counts["d2-refuse"]["failed"] == 1 and counts["d2-fault"]["failed"] == 1, counts
-    for host in ("d2-resize", "d2-restart", "d2-reload", "d2-remove", "d2-replace", "d2-rename"):
+    for host in ("d2-resize", "d2-restart", "d2-reload", "d2-remove", "d2-replace", "d2-rename", "d2-move"):
         assert counts[host]["failed"] == 0 and counts[host]["changed"] >= 1, (host, counts, out[-4000:])
     assert "d2-refuse failed" in out and "d2-fault failed" in out
     moved = unchanged(changed["before"]["report"], changed["after"])
@@ -245,6 +250,21 @@ def test_a_consumer_replaced_on_its_port_hands_over_through_the_standby_port(cha
     record = json.loads(on_host(root, "d2-replace", "cat", "/var/db/divert_fleet/consumers.json"))["consumers"]
     assert sorted(record) == ["new"] and record["new"]["live_port"] == 8501
     assert "port 8500, serving on 8501 (new): 3 of 3 sockets bound" in changed["result"].stdout
+
+
+def test_a_port_move_binds_beside_the_serving_group_and_drains_it(changed):
+    """The spec moves mov from 8900 (its primary instance serving) to 8905/8906: 8905 would be the
+    serving instance's own, so the next group is the standby instance on 8906; 8900 drains and stops.
+    No loss counter moved (test_a_day2_run_changes_each_host_as_one_unit_and_loses_nothing)."""
+    root = changed["root"]
+    assert groups(root, "d2-move") == {"8906": 2}
+    rules = anchor(root, "d2-move")
+    assert "divert-to 8906" in rules and "divert-to 8900" not in rules
+    rc_conf = on_host(root, "d2-move", "cat", "/etc/rc.conf")
+    assert 'mov_standby_port="8906"' in rc_conf and "mov_port" not in rc_conf, rc_conf
+    record = json.loads(on_host(root, "d2-move", "cat", "/var/db/divert_fleet/consumers.json"))["consumers"]
+    assert record["mov"]["service"] == "mov_standby" and record["mov"]["live_port"] == 8906
+    assert "port 8905, serving on 8906 (mov): 2 of 2 sockets bound" in changed["result"].stdout
 
 
 def test_a_renamed_consumer_keeps_its_process_and_group(changed):

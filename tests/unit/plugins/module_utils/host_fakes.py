@@ -198,6 +198,8 @@ class FakeFreeBSD:
             if verb == "reload":
                 self.reloads.append(service)
                 return 0, "", ""
+            if verb in ("start", "onestart") and service in self.running:  # as rc.subr's run_rc_command
+                return 1, "", "%s already running? (pid=%d).\n" % (service, self.pid.get(service, 99))
             self.running.add(service)
             if self.binder is not None:
                 self.bound_by[service] = list(self.binder(service))

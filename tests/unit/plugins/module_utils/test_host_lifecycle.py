@@ -266,6 +266,57 @@ def test_a_removed_consumer_that_an_earlier_failed_run_stopped_is_only_forgotten
     assert not unit(fake, host, [appid()], rules=RULES.split("\n", 1)[1])["changed"]
 
 
+def _moved(port):
+    """RULES with the web rule diverting to `port`."""
+    return RULES.replace("divert-to 8000", "divert-to %d" % port)
+
+
+def test_a_port_move_binds_the_other_instance_beside_the_serving_one(tmp_path):
+    """probe serves as its primary instance on 8000; the spec moves it to 8005 (standby 8006). The
+    spec's port 8005 names the primary instance, which is serving: the next group is the standby
+    instance on 8006, and the primary on 8000 stops after the switch."""
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    fake.log[:] = []
+    moved = probe(port=8005, standby_port=8006)
+    result = unit(fake, host, [moved, appid()], rules=_moved(8005))
+    (report,) = [c for c in result["consumers"] if c["name"] == "probe"]
+    assert report["action"] == "switch" and report["live_port"] == 8006, report
+    assert not fake.commands("service probe start"), fake.log  # the serving instance is not started again
+    assert fake.index("service probe_standby start") < fake.index("pfctl -o none -a divert_fleet -f")
+    assert fake.index("pfctl -o none -a divert_fleet -f") < fake.index("service probe onestop")
+    assert loaded_ports(fake) == [8006, 8100] and fake.running >= {"probe_standby"} and "probe" not in fake.running
+    assert fake.rc_conf["probe_standby_port"] == "8006" and "probe_port" not in fake.rc_conf, fake.rc_conf
+    assert read_record(host)["probe"]["service"] == "probe_standby"
+    fake.log[:] = []
+    assert not unit(fake, host, [moved, appid()], rules=_moved(8005))["changed"]
+    # the next change goes to the spec's port, as the primary instance again
+    back = unit(fake, host, [probe(port=8005, standby_port=8006, sockets=5), appid()], rules=_moved(8005))
+    assert [c["live_port"] for c in back["consumers"]] == [8005, 8100] and loaded_ports(fake) == [8005, 8100]
+    assert fake.rc_conf["probe_port"] == "8005" and "probe_standby_port" not in fake.rc_conf
+
+
+def test_an_allowed_port_move_onto_the_standby_port_stops_the_standby_instance(tmp_path):
+    """probe serves as its standby instance on 8001; the spec moves it to 8001 with no standby port.
+    In place (allowed): the rules withdrawn, the standby instance stopped, the primary started on 8001."""
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    unit(fake, host, [probe(sockets=5), appid()])  # onto 8001 as probe_standby
+    assert read_record(host)["probe"]["service"] == "probe_standby"
+    fake.log[:] = []
+    moved = probe(port=8001, standby_port=None, sockets=5)
+    result = unit(fake, host, [moved, appid()], rules=_moved(8001), allow_disruption=True)
+    (report,) = [c for c in result["consumers"] if c["name"] == "probe"]
+    assert report["action"] == "restart" and report["live_port"] == 8001, report
+    withdraw = fake.index("pfctl -o none -a divert_fleet -f")
+    assert withdraw < fake.index("service probe_standby onestop") < fake.index("service probe start")
+    assert "probe_standby" not in fake.running and "probe" in fake.running
+    assert fake.rc_conf["probe_port"] == "8001" and "probe_standby_port" not in fake.rc_conf, fake.rc_conf
+    assert loaded_ports(fake) == [8001, 8100] and read_record(host)["probe"]["service"] == "probe"
+    fake.log[:] = []
+    assert not unit(fake, host, [moved, appid()], rules=_moved(8001))["changed"]
+
+
 def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path):
     fake, host = _fake(tmp_path)
     unit(fake, host, [probe(), appid()])
