@@ -192,6 +192,8 @@ class FakeFreeBSD:
                 return (0, "%s is running as pid %d.\n" % (service, self.pid.get(service, 99)), "") \
                     if service in self.running else (1, "%s is not running.\n" % service, "")
             if verb in ("stop", "onestop"):
+                if service not in self.running:  # as rc.subr's run_rc_command (no pid, not "fast")
+                    return 1, "", "%s not running? (check /var/run/%s.pid).\n" % (service, service)
                 self.running.discard(service)
                 self.bound_by.pop(service, None)
                 return 0, "", ""
