@@ -27,7 +27,10 @@ description:
     diverting to its port was withdrawn in one transaction and its pf states drained (invariant I2);
     the rules come back when M(divert.fleet.divert_rules) next applies.
   - A consumer recorded on the host but no longer given is stopped after its rules are withdrawn and
-    drained, and the rc.conf variables the collection set for it are removed.
+    drained, and the rc.conf variables the collection set for it are removed. A new consumer on the port
+    it served takes the port over only with O(allow_disruption) (its rules withdrawn, the old group drained
+    and stopped, the new one started); a consumer only renamed (the same driver and service on its port)
+    keeps its running group.
   - What runs is recorded in C(/var/db/divert_fleet/consumers.json).
 author:
   - divert.fleet contributors (@divert)
