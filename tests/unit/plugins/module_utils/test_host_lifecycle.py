@@ -209,6 +209,25 @@ def test_a_consumer_renamed_in_the_spec_keeps_its_running_group(tmp_path):
     assert sorted(read_record(host)) == ["appid", "probe-5"]
 
 
+def test_consumers_only_a_takeover_needs_permission_and_a_rename_keeps_the_group(tmp_path):
+    """divert.fleet.divert_consumers (rules=None): no switch is possible, so a new consumer on a removed
+    one's port takes it over in place only with allow_disruption; a rename changes nothing running."""
+    fake, host = _fake(tmp_path)
+    unit(fake, host, [probe(), appid()])
+    fake.log[:] = []
+    with pytest.raises(HostError, match="takes port 8000 over from consumer probe"):
+        unit(fake, host, [probe(name="probe2", service="probe2"), appid()], rules=None)
+    result = unit(fake, host, [probe(name="probe2", service="probe2"), appid()], rules=None, allow_disruption=True)
+    assert [c["action"] for c in result["consumers"]] == ["takeover", None]
+    assert fake.index("pfctl -o none -a divert_fleet -f") < fake.index("service probe onestop") < \
+        fake.index("service probe2 start")
+    assert sorted(read_record(host)) == ["appid", "probe2"] and "divert-to 8000" not in fake.anchor_printed
+    fake.log[:] = []
+    renamed = unit(fake, host, [probe(name="web", service="probe2"), appid()], rules=None)
+    assert [c["action"] for c in renamed["consumers"]] == [None, None]
+    assert not fake.commands("service") and sorted(read_record(host)) == ["appid", "web"]
+
+
 def test_a_failed_takeover_says_the_port_was_freed_and_stops_the_new_group(tmp_path):
     fake, host = _fake(tmp_path, partial={"probe2": 1})
     probe2 = _replaced(fake, host, standby_port=None)
