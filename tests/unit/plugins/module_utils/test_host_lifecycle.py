@@ -68,6 +68,19 @@ def unit(fake, host, consumers, rules=RULES, **kwargs):
                     reference_program=PROGRAM, **kwargs)
 
 
+def states_change_after(fake, polls_needed, then=""):
+    """From the `polls_needed`-th `pfctl -ss -vv` on, pf shows `then` as its states; returns the list
+    that counts the polls."""
+    polls = []
+
+    def poll(_argv):
+        polls.append(1)
+        if len(polls) >= polls_needed:
+            fake.states_text = then
+    fake.on["pfctl -ss -vv"] = poll
+    return polls
+
+
 def loaded_ports(fake):
     return sorted(set(int(word) for line in fake.anchor_printed.splitlines()
                       for word in line.split()[-1:]))
@@ -343,13 +356,7 @@ def test_resize_with_a_standby_port_switches_groups_and_drains_the_old(tmp_path)
     fake.states_text = ("all tcp 192.0.2.1:80 <- 10.0.0.1:4000       ESTABLISHED:ESTABLISHED\n"
                         "   age 00:05:00, expires in 23:59:00, 10:10 pkts, 600:600 bytes, anchor 0, rule 0\n"
                         "   id: 6a1b000000000001 creatorid: 74776e31\n")
-    polls = []
-
-    def flow_ends(_argv):
-        polls.append(1)
-        if len(polls) >= 3:
-            fake.states_text = ""
-    fake.on["pfctl -ss -vv"] = flow_ends
+    polls = states_change_after(fake, 3)
     fake.log[:] = []
     result = unit(fake, host, [probe(sockets=5), appid()])
     (report,) = [c for c in result["consumers"] if c["name"] == "probe"]
@@ -386,13 +393,7 @@ def test_the_drain_waits_for_anchor_states_only_whatever_the_anchors_number(tmp_
                    "   age 00:05:00, expires in 23:59:00, 10:10 pkts, 600:600 bytes, anchor 3, rule 0\n"
                    "   id: 6a1b000000000001 creatorid: 74776e31\n")
     fake.states_text = main_state + moved_state
-    polls = []
-
-    def moved_flow_ends(_argv):
-        polls.append(1)
-        if len(polls) >= 2:
-            fake.states_text = main_state
-    fake.on["pfctl -ss -vv"] = moved_flow_ends
+    polls = states_change_after(fake, 2, then=main_state)
     fake.log[:] = []
     result = unit(fake, host, [probe(sockets=5), appid()])
     assert len(polls) >= 2 and any("drained in" in action for action in result["actions"]), result["actions"]
@@ -416,14 +417,8 @@ def test_the_drain_waits_for_a_state_the_old_rules_created_while_the_switch_ran(
     def slow_load(_argv):
         clock["now"] += 5.0  # the transaction ran 5 s
         fake.states_text = during
-    polls = []
-
-    def flow_ends(_argv):
-        polls.append(1)
-        if len(polls) >= 2:
-            fake.states_text = ""
     fake.on["pfctl -o none -a divert_fleet -f"] = slow_load
-    fake.on["pfctl -ss -vv"] = flow_ends
+    polls = states_change_after(fake, 2)
     fake.log[:] = []
     result = unit(fake, host, [probe(sockets=5), appid()])
     assert len(polls) >= 2, result["actions"]
