@@ -76,7 +76,6 @@ class Consumer:
         self.bound_before = 0  # sockets the kernel showed on the serving port before the change
         self.target = None  # the port the consumer serves on after the change
         self.takes_over = None  # the removed consumer whose live port this new one takes
-        self.renamed_from = None  # the removed consumer this one is, renamed in the spec
 
     def restart_fp(self, port):
         """The program and watch.restart files as they are, and the files the collection installs
@@ -90,11 +89,6 @@ class Consumer:
         return {"driver": self.driver.name, "live_port": port, "sockets": self.spec["sockets"],
                 "settings": self.driver.settings(self.spec, port), "restart_fp": self.restart_fp(port),
                 "reload_fp": self.reload_fp}
-
-    def other_port(self):
-        if not self.standby_port:
-            return None
-        return self.standby_port if self.live_port == self.port else self.port
 
     def live_service(self):
         """The instance serving now, as the record names it (the spec's port may have moved since)."""
@@ -203,7 +197,7 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
             live = entry.get("live_port")
             if live in (view.port, view.standby_port) and entry.get("driver") == view.driver.name and \
                     entry.get("service") == view.driver.instance_service(view.spec, live):
-                view.record, view.live_port, view.renamed_from = entry, live, name
+                view.record, view.live_port = entry, live
                 del removed[name]
                 actions.append("consumer %s is %s renamed: its group on port %d is the same" % (
                     view.name, name, live))
@@ -387,10 +381,10 @@ def run_unit(host, backend, consumers, rules, groups, platform, check_mode=False
                 actions.append(drained["text"])
                 if drained["left"]:
                     result["warnings"].append(drained["text"])
-            managed = (view.record or {}).get("managed_vars") if view else (record.get(spec["name"]) or {}).get(
-                "managed_vars")
-            actions.append(_stop_instance(spec, driver, port, managed) + ("" if view else
-                                                                          " (consumer removed from the spec)"))
+            if view is None:
+                actions.append(_stop_removed(host, platform, spec["name"], record[spec["name"]]))
+            else:
+                actions.append(_stop_instance(spec, driver, port, (view.record or {}).get("managed_vars")))
     except HostError as exc:
         raise UnitFailure(
             "%s; the new rules are in force with the new groups (%s), but an old group may still run" % (
